@@ -69,7 +69,9 @@ def _read_whitespace_table(path: Path, schema: tuple[_Column, ...]) -> pd.DataFr
     except pd.errors.EmptyDataError:
         table = pd.DataFrame(columns=list(range(n_fields + 1)))
     except pd.errors.ParserError as error:
-        raise PlinkFormatError(f"{path}: cannot parse ({error}); expected {n_fields} fields per line") from None
+        raise PlinkFormatError(
+            f"{path}: cannot parse ({error}); expected {n_fields} fields per line"
+        ) from None
     too_many = table[n_fields].notna() & (table[n_fields] != "")
     too_few = table[n_fields - 1].isna() | (table[n_fields - 1] == "")
     bad = np.flatnonzero((too_many | too_few).to_numpy())
@@ -141,7 +143,9 @@ class PlinkFileset:
         self.fam_path = Path(f"{prefix}.fam")
         for path in (self.bed_path, self.bim_path, self.fam_path):
             if not path.is_file():
-                raise PlinkFormatError(f"{path}: file not found; --bfile expects PREFIX of PREFIX.bed/.bim/.fam")
+                raise PlinkFormatError(
+                    f"{path}: file not found; --bfile expects PREFIX of PREFIX.bed/.bim/.fam"
+                )
         if backend not in BACKENDS:
             raise ValueError(f"unknown backend {backend!r}; choose one of {BACKENDS}")
         self.backend = backend

@@ -1,0 +1,246 @@
+"""The chunked GWAS runner: IDs, phenotype groups, variant chunks, per-chunk files, resume, final outputs.
+
+Memory is O(N × chunk + P × chunk) plus one float32 LOG10_P per (phenotype, variant) kept in a
+memory-mapped file for the summary and plots. Each finished chunk is written atomically to
+``OUT/chunks/``; ``resume=True`` skips chunks already there when the run's fingerprint matches, so an
+interrupted run restarted with the same arguments gives byte-identical outputs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+from threadpoolctl import threadpool_limits
+from tqdm.auto import tqdm
+
+from genetics._atomic import atomic_path, atomic_write_text
+from genetics.plink import PlinkFileset
+from gwas.errors import GwasInputError
+from gwas.kernel import associate_chunk, covariate_basis, residualize
+from gwas.phenotypes import PhenotypeGroup, group_by_missingness, load_covariates, load_phenotypes
+from gwas.sumstats import SUMSTATS_SCHEMA, merge_chunks
+
+
+@dataclass
+class GwasOptions:
+    """Options of one GWAS run (library form of the ``contig gwas`` flags)."""
+
+    pheno_names: list[str] | None = None
+    covar_names: list[str] | None = None
+    missing_genotype: str = "drop"
+    chunk_size: int = 2048
+    threads: int | None = None
+    covar_variance_standardize: bool = False
+    resume: bool = False
+    progress: bool = True
+
+
+@dataclass
+class PreparedGwas:
+    """Everything the chunk loop needs, computed once."""
+
+    fileset: PlinkFileset
+    phenotype_names: list[str]
+    groups: list[PhenotypeGroup]
+    bases: list[np.ndarray]  # per group (n_g, k)
+    residuals: list[np.ndarray]  # per group (n_g, P_g)
+    variants: np.ndarray  # (M,) .bim rows tested
+    read_samples: np.ndarray  # (n_read,) union of group samples, sorted
+    group_rows: list[np.ndarray]  # per group: rows of the read block
+    skipped: dict[str, str] = field(default_factory=dict)  # phenotype -> reason
+
+
+def prepare(
+    fileset: PlinkFileset,
+    pheno: str | os.PathLike | pd.DataFrame,
+    covar: str | os.PathLike | pd.DataFrame | None = None,
+    options: GwasOptions | None = None,
+    variants: np.ndarray | None = None,
+    sample_mask: np.ndarray | None = None,
+) -> PreparedGwas:
+    """Align phenotypes/covariates to the .fam, drop unusable phenotypes with a warning, build groups."""
+    options = options or GwasOptions()
+    fam = fileset.fam
+    if isinstance(pheno, pd.DataFrame):
+        phen = load_phenotypes("phenotype table", fam, options.pheno_names, table=pheno)
+    else:
+        phen = load_phenotypes(str(pheno), fam, options.pheno_names)
+    if covar is None:
+        cov_values, cov_names = np.empty((len(fam), 0)), []
+    else:
+        source = "covariate table" if isinstance(covar, pd.DataFrame) else str(covar)
+        table = covar if isinstance(covar, pd.DataFrame) else None
+        cov = load_covariates(source, fam, options.covar_names, options.covar_variance_standardize, table)
+        cov_values, cov_names = cov.values, cov.names
+    skipped: dict[str, str] = {}
+    usable_cov = ~np.isnan(cov_values).any(axis=1)
+    if sample_mask is not None:
+        usable_cov &= sample_mask
+    keep_columns = []
+    for j, name in enumerate(phen.names):
+        values = phen.values[usable_cov, j]
+        values = values[~np.isnan(values)]
+        if values.size == 0:
+            skipped[name] = "no sample has this phenotype and all covariates"
+        elif np.ptp(values) == 0:
+            skipped[name] = f"constant phenotype (all {values.size} values equal {values[0]:g})"
+        else:
+            keep_columns.append(j)
+    for name, reason in skipped.items():
+        warnings.warn(f"phenotype {name!r} skipped: {reason}", stacklevel=2)
+    if not keep_columns:
+        raise GwasInputError(f"no phenotype can be analysed: {skipped}")
+    names = [phen.names[j] for j in keep_columns]
+    groups = group_by_missingness(phen.values[:, keep_columns], cov_values, sample_mask)
+    bases, residuals = [], []
+    for group in groups:
+        q = covariate_basis(cov_values[group.samples], cov_names)
+        y = phen.values[np.ix_(group.samples, np.asarray(keep_columns)[group.phenotypes])]
+        bases.append(q)
+        residuals.append(residualize(q, y))
+    read_samples = np.unique(np.concatenate([g.samples for g in groups]))
+    group_rows = [np.searchsorted(read_samples, g.samples) for g in groups]
+    if variants is None:
+        variants = np.arange(fileset.n_variants)
+    return PreparedGwas(
+        fileset, names, groups, bases, residuals, np.asarray(variants), read_samples, group_rows, skipped
+    )
+
+
+def _chunk_table(prepared: PreparedGwas, variant_index: np.ndarray, block: np.ndarray, mode: str) -> pa.Table:
+    """Run every phenotype group on one block; rows ordered phenotype-major, then variant."""
+    m = variant_index.size
+    n_pheno = len(prepared.phenotype_names)
+    stats = {c: np.empty((n_pheno, m)) for c in ("A1_FREQ", "BETA", "SE", "T_STAT", "P", "LOG10_P")}
+    obs_ct = np.empty((n_pheno, m), dtype=np.int64)
+    errcode = np.empty((n_pheno, m), dtype=object)
+    for group, q, y_resid, rows in zip(
+        prepared.groups, prepared.bases, prepared.residuals, prepared.group_rows, strict=True
+    ):
+        result = associate_chunk(block[rows], q, y_resid, mode)
+        columns = group.phenotypes
+        stats["A1_FREQ"][columns] = result.a1_freq[None, :]
+        obs_ct[columns] = result.obs_ct[None, :]
+        errcode[columns] = result.errcode[None, :]
+        for name, values in (
+            ("BETA", result.beta),
+            ("SE", result.se),
+            ("T_STAT", result.t_stat),
+            ("P", result.p),
+            ("LOG10_P", result.log10_p),
+        ):
+            stats[name][columns] = values.T
+    bim = prepared.fileset.bim.iloc[variant_index]
+    tile = pa.array(np.tile(np.arange(m, dtype=np.int32), n_pheno))
+
+    def repeat(values: pd.Series) -> pa.Array:
+        return pa.DictionaryArray.from_arrays(tile, pa.array(values.astype(str).to_numpy())).cast(pa.string())
+
+    phenotype = pa.DictionaryArray.from_arrays(
+        pa.array(np.repeat(np.arange(n_pheno, dtype=np.int32), m)), pa.array(prepared.phenotype_names)
+    ).cast(pa.string())
+    columns = {
+        "phenotype": phenotype,
+        "CHROM": repeat(bim["CHROM"]),
+        "POS": pa.array(np.tile(bim["POS"].to_numpy(dtype=np.int64), n_pheno)),
+        "ID": repeat(bim["ID"]),
+        "REF": repeat(bim["REF"]),
+        "ALT": repeat(bim["ALT"]),
+        "A1": repeat(bim["ALT"]),
+        "A1_FREQ": pa.array(stats["A1_FREQ"].ravel()),
+        "OBS_CT": pa.array(obs_ct.ravel()),
+        **{c: pa.array(stats[c].ravel()) for c in ("BETA", "SE", "T_STAT", "P", "LOG10_P")},
+        "ERRCODE": pa.array(errcode.ravel().astype(str)),
+    }
+    return pa.table(columns, schema=SUMSTATS_SCHEMA)
+
+
+def _fingerprint(fileset: PlinkFileset, prepared: PreparedGwas, options: GwasOptions) -> str:
+    digest = hashlib.sha256()
+    for path in (fileset.bed_path, fileset.bim_path, fileset.fam_path):
+        stat = path.stat()
+        digest.update(f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode())
+    relevant = {k: v for k, v in asdict(options).items() if k not in ("resume", "progress", "threads")}
+    digest.update(json.dumps(relevant, sort_keys=True, default=str).encode())
+    digest.update(prepared.variants.tobytes())
+    for q, y in zip(prepared.bases, prepared.residuals, strict=True):
+        digest.update(np.ascontiguousarray(q).tobytes())
+        digest.update(np.ascontiguousarray(y).tobytes())
+    return digest.hexdigest()
+
+
+@dataclass
+class GwasRun:
+    """Where a finished run's outputs are and what it did."""
+
+    out: Path
+    sumstats: Path
+    phenotype_names: list[str]
+    variants: np.ndarray
+    log10_p: np.ndarray  # (P, M) float32 memory map of LOG10_P
+    skipped: dict[str, str]
+    seconds: float
+
+
+def run_chunks(prepared: PreparedGwas, out: str | os.PathLike, options: GwasOptions) -> GwasRun:
+    """Stream variant chunks through the kernel, write chunk files, then ``OUT/sumstats.parquet``."""
+    start = time.perf_counter()
+    out = Path(out)
+    chunk_dir = out / "chunks"
+    fingerprint = _fingerprint(prepared.fileset, prepared, options)
+    manifest = chunk_dir / "manifest.json"
+    if chunk_dir.exists():
+        previous = json.loads(manifest.read_text()).get("fingerprint") if manifest.exists() else None
+        if not options.resume or previous != fingerprint:
+            shutil.rmtree(chunk_dir)
+    chunk_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(manifest, json.dumps({"fingerprint": fingerprint}))
+    variants = prepared.variants
+    starts = range(0, variants.size, options.chunk_size)
+    paths = [chunk_dir / f"chunk_{i:07d}.parquet" for i in range(len(starts))]
+    todo = [i for i, path in enumerate(paths) if not path.exists()]
+    bar = tqdm(
+        total=variants.size,
+        unit="variant",
+        unit_scale=True,
+        disable=not options.progress,
+        desc="gwas",
+        initial=(len(paths) - len(todo)) * options.chunk_size if todo else variants.size,
+    )
+    with threadpool_limits(options.threads):
+        for i in todo:
+            index = variants[starts[i] : starts[i] + options.chunk_size]
+            block = prepared.fileset.read(index, prepared.read_samples)
+            table = _chunk_table(prepared, index, block, options.missing_genotype)
+            with atomic_path(paths[i]) as tmp:
+                pq.write_table(table, tmp)
+            bar.update(index.size)
+    bar.close()
+    sumstats = out / "sumstats.parquet"
+    merge_chunks(paths, sumstats)
+    log10_p = np.lib.format.open_memmap(
+        chunk_dir / "log10p.npy",
+        mode="w+",
+        dtype=np.float32,
+        shape=(len(prepared.phenotype_names), variants.size),
+    )
+    m_done = 0
+    for path in paths:
+        values = pq.read_table(path, columns=["LOG10_P"]).column(0).to_numpy()
+        m = values.size // len(prepared.phenotype_names)
+        log10_p[:, m_done : m_done + m] = values.reshape(len(prepared.phenotype_names), m)
+        m_done += m
+    log10_p.flush()
+    seconds = time.perf_counter() - start
+    return GwasRun(out, sumstats, prepared.phenotype_names, variants, log10_p, prepared.skipped, seconds)
