@@ -15,7 +15,11 @@ HEADER_BYTES = 3
 _CODE_TO_DOSAGE = np.array([2.0, np.nan, 1.0, 0.0], dtype=np.float32)
 # (256, 4): byte value → the four dosages it encodes, in sample order.
 _BYTE_TO_DOSAGES = _CODE_TO_DOSAGE[(np.arange(256)[:, None] >> (2 * np.arange(4))[None, :]) & 3]
-_DOSAGE_TO_CODE = {2: 0, 1: 2, 0: 3}
+# Same table with missing decoded as 0, for blocks whose missing entries are reported separately.
+_BYTE_TO_DOSAGES_ZERO = np.nan_to_num(_BYTE_TO_DOSAGES).astype(np.float64)
+# (256,) whether a byte holds at least one missing call, and (256, 4) which of its four slots do.
+_BYTE_MISSING_SLOTS = ((np.arange(256)[:, None] >> (2 * np.arange(4))[None, :]) & 3) == 1
+_BYTE_HAS_MISSING = _BYTE_MISSING_SLOTS.any(axis=1)
 
 
 def bytes_per_variant(n_samples: int) -> int:
@@ -60,3 +64,30 @@ def encode_variants(dosage: np.ndarray) -> np.ndarray:
     return (codes[:, :, 0] | (codes[:, :, 1] << 2) | (codes[:, :, 2] << 4) | (codes[:, :, 3] << 6)).astype(
         np.uint8
     )
+
+
+def decode_variants_zero_missing(
+    raw: np.ndarray, n_samples: int, out: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Decode every sample of raw .bed rows into float64 with missing calls as 0, plus where they are.
+
+    One pass writes the dosages; missing calls are located from the bytes alone (only bytes that hold one
+    are expanded), so no samples × variants mask is ever built.
+
+    Args:
+        raw: (m, B) uint8 rows, B = bytes_per_variant(n_samples).
+        out: optional reusable (m_max, 4B) float64 C-ordered buffer with m_max >= m.
+
+    Returns:
+        (dosage (n_samples, m) float64 view with missing = 0, missing_samples (e,), missing_variants (e,)).
+    """
+    m, n_bytes = raw.shape
+    if out is None:
+        out = np.empty((m, 4 * n_bytes))
+    target = out[:m].reshape(m, n_bytes, 4)
+    np.take(_BYTE_TO_DOSAGES_ZERO, raw, axis=0, out=target)
+    variant_at, byte_at = np.nonzero(_BYTE_HAS_MISSING[raw])
+    slots = _BYTE_MISSING_SLOTS[raw[variant_at, byte_at]]  # (e_bytes, 4)
+    entry, slot = np.nonzero(slots)
+    samples = byte_at[entry] * 4 + slot
+    return out[:m, :n_samples].T, samples, variant_at[entry]

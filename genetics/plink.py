@@ -21,6 +21,7 @@ from genetics._bed_decode import (
     SNP_MAJOR,
     bytes_per_variant,
     decode_variants,
+    decode_variants_zero_missing,
     encode_variants,
 )
 from genetics.errors import PlinkFormatError
@@ -238,6 +239,24 @@ class PlinkFileset:
         else:
             raw = bed[variants]
         return decode_variants(raw, self.n_samples, samples)
+
+    def read_zero_missing(
+        self, variants: np.ndarray, out: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Read all samples of ``variants`` as float64 with missing = 0, plus the missing coordinates.
+
+        The fast path of the GWAS runner (numpy decoder only); see ``decode_variants_zero_missing``.
+
+        Returns:
+            (dosage (N, m) float64, missing_samples (e,), missing_variants (e,) positions within the chunk).
+        """
+        variants = np.asarray(variants, dtype=np.int64)
+        bed = self._memmap()
+        if variants.size and np.all(np.diff(variants) == 1):
+            raw = np.asarray(bed[variants[0] : variants[-1] + 1])
+        else:
+            raw = bed[variants]
+        return decode_variants_zero_missing(raw, self.n_samples, out)
 
     def iter_chunks(
         self,

@@ -121,6 +121,70 @@ def _finish(
     return ChunkResult(a1_freq, obs_ct, beta, se, t_stat, p, log10_p, errcode)
 
 
+class _MissingEntries:
+    """Missing calls (e entries) of one block inside one group, and per-variant sums over them.
+
+    Two sparse 0/1 matrices: variants × samples (``over_samples``: for per-sample matrices such as the
+    phenotypes, never gathered into an e × P copy) and variants × entries (``over_entries``: for small
+    per-entry values already gathered).
+    """
+
+    def __init__(self, rows: np.ndarray, cols: np.ndarray, m: int, n_total: int):
+        self.rows, self.cols, self.m = rows, cols, m
+        ones = np.ones(rows.size)
+        self._by_sample = sp.csr_matrix((ones, (cols, rows)), shape=(m, n_total))
+        self._by_entry = sp.csr_matrix((ones, (cols, np.arange(rows.size))), shape=(m, rows.size))
+
+    def over_samples(self, matrix: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
+        """(m, c): Σ over variant j's missing samples i of weights_e · matrix[i] for (N, c) ``matrix``."""
+        by_sample = self._by_sample
+        if weights is not None:
+            by_sample = sp.csr_matrix((weights, (self.cols, self.rows)), shape=by_sample.shape)
+        return np.asarray(by_sample @ matrix)
+
+    def over_entries(self, values: np.ndarray) -> np.ndarray:
+        """(m, ...): Σ over variant j's entries of ``values`` (e, ...) given per entry."""
+        flat = values.reshape(values.shape[0], int(np.prod(values.shape[1:])))
+        return np.asarray(self._by_entry @ flat).reshape(self.m, *values.shape[1:])
+
+
+@dataclass
+class GroupDesign:
+    """One phenotype group embedded in all N rows of a block (rows outside the group are zero).
+
+    Attributes:
+        member: (N,) bool, samples of the group.
+        q: (N, k) covariate basis, zero outside the group.
+        y_resid: (N, P) residualized phenotypes, zero outside the group.
+        rhs: (N, P + k + 1) [y_resid | q | member] so that one product Gᵀ·rhs gives Gᵀy, Gᵀq and Σg.
+        q_sum: (k,) Qᵀ1 over the group.
+        yy: (P,) residual phenotype sums of squares.
+    """
+
+    member: np.ndarray
+    q: np.ndarray
+    y_resid: np.ndarray
+    rhs: np.ndarray
+    q_sum: np.ndarray
+    yy: np.ndarray
+
+    @property
+    def n(self) -> int:
+        return int(self.member.sum())
+
+    @classmethod
+    def build(cls, n_total: int, rows: np.ndarray, q: np.ndarray, y_resid: np.ndarray) -> GroupDesign:
+        """Embed a group (rows (n,), q (n, k), y_resid (n, P)) into ``n_total`` rows."""
+        member = np.zeros(n_total, dtype=bool)
+        member[rows] = True
+        q_full = np.zeros((n_total, q.shape[1]))
+        q_full[rows] = q
+        y_full = np.zeros((n_total, y_resid.shape[1]))
+        y_full[rows] = y_resid
+        rhs = np.column_stack([y_full, q_full, member.astype(np.float64)])
+        return cls(member, q_full, y_full, rhs, q.sum(axis=0), np.einsum("ij,ij->j", y_resid, y_resid))
+
+
 def associate_chunk(
     genotypes: np.ndarray,
     q: np.ndarray,
@@ -129,11 +193,35 @@ def associate_chunk(
 ) -> ChunkResult:
     """Association statistics of every variant in a chunk with every phenotype of one group.
 
+    Convenience form of :func:`associate_block` for a NaN-coded block whose rows are the group's samples.
+
     Args:
-        genotypes: (n, m) samples × variants dosage of A1, NaN = missing (float32 or float64).
+        genotypes: (n, m) samples × variants dosage of A1, NaN = missing.
         q: (n, k) covariate basis from :func:`covariate_basis` (intercept included).
         y_resid: (n, P) float64 phenotypes residualized by ``q``.
         missing_genotype: ``drop`` (plink2 complete-case per variant) or ``mean`` (mean-imputed).
+    """
+    missing = np.isnan(genotypes)
+    samples, variants = np.nonzero(missing)
+    g0 = np.where(missing, 0.0, genotypes).astype(np.float64)
+    design = GroupDesign.build(genotypes.shape[0], np.arange(genotypes.shape[0]), q, y_resid)
+    return associate_block(g0, samples, variants, design, missing_genotype)
+
+
+def associate_block(
+    g0: np.ndarray,
+    missing_samples: np.ndarray,
+    missing_variants: np.ndarray,
+    design: GroupDesign,
+    missing_genotype: str = "drop",
+) -> ChunkResult:
+    """Association statistics of a decoded block for one phenotype group.
+
+    Args:
+        g0: (N, m) float64 dosage of A1 with missing calls set to 0 (N = all rows of the block).
+        missing_samples, missing_variants: (e,) coordinates of the missing calls in ``g0``.
+        design: the group, embedded in the N rows.
+        missing_genotype: ``drop`` or ``mean``.
 
     Returns:
         :class:`ChunkResult` with (m,) and (m, P) arrays.
@@ -142,56 +230,61 @@ def associate_chunk(
         raise ValueError(
             f"missing_genotype must be one of {MISSING_GENOTYPE_MODES}, not {missing_genotype!r}"
         )
-    n, k = q.shape
-    missing = np.isnan(genotypes)
-    n_missing = missing.sum(axis=0)
+    n_total, m = g0.shape
+    n_pheno, k = design.y_resid.shape[1], design.q.shape[1]
+    n = design.n
+    product = g0.T @ design.rhs  # (m, P + k + 1): one pass over the block
+    gy = product[:, :n_pheno]
+    called_sum = product[:, -1]
+    sumsq = np.einsum("ij,ij,i->j", g0, g0, design.member.astype(np.float64))
+
+    in_group = design.member[missing_samples]
+    entries = _MissingEntries(missing_samples[in_group], missing_variants[in_group], m, n_total)
+    n_missing = np.bincount(entries.cols, minlength=m)
     n_called = n - n_missing
     with np.errstate(invalid="ignore", divide="ignore"):
-        mean = np.nansum(genotypes, axis=0, dtype=np.float64) / n_called
-    mean = np.where(n_called > 0, mean, 0.0)
-    # Centred, mean-imputed dosage: missing entries become exactly 0.
-    centred = np.where(missing, 0.0, genotypes.astype(np.float64, copy=False) - mean)
-    qg = q.T @ centred  # (k, m)
-    gg_raw = np.einsum("ij,ij->j", centred, centred)
-    gg = gg_raw - np.einsum("ij,ij->j", qg, qg)
-    gy = centred.T @ y_resid  # (m, P); y_resid ⊥ Q, so centring or residualizing g changes nothing
-    yy = np.einsum("ij,ij->j", y_resid, y_resid)  # (P,)
+        mean = np.where(n_called > 0, called_sum / n_called, 0.0)
+    q_missing = design.q[entries.rows]  # (e, k)
+    # Mean-imputed, centred dosage c = g0 + mean·R − mean·1 (group rows); its projections:
+    qc = product[:, n_pheno : n_pheno + k] + mean[:, None] * (
+        entries.over_entries(q_missing) - design.q_sum[None, :]
+    )
+    gy = gy + mean[:, None] * entries.over_samples(design.y_resid)  # 1ᵀy_resid = 0
+    gg_raw = np.maximum(sumsq - n_called * mean**2, 0.0)  # Σ over called samples of (g − mean)²
+    gg = gg_raw - np.einsum("jk,jk->j", qc, qc)
     a1_freq = mean / 2.0
-    if missing_genotype == "mean" or not n_missing.any():
-        obs_ct = np.full(genotypes.shape[1], n) if missing_genotype == "mean" else n_called
-        return _finish(gg, gg_raw, gy, yy, obs_ct, n_called, k, a1_freq)
-    return _drop_missing(centred, missing, n_missing, q, qg, y_resid, gg, gy, yy, a1_freq)
+    if missing_genotype == "mean" or entries.rows.size == 0:
+        obs_ct = np.full(m, n) if missing_genotype == "mean" else n_called
+        return _finish(gg, gg_raw, gy, design.yy, obs_ct, n_called, k, a1_freq)
+    return _drop_missing(entries, q_missing, n_missing, design, qc, gg, gg_raw, gy, a1_freq)
 
 
 def _drop_missing(
-    centred: np.ndarray,
-    missing: np.ndarray,
+    entries: _MissingEntries,
+    q_missing: np.ndarray,
     n_missing: np.ndarray,
-    q: np.ndarray,
-    qg: np.ndarray,
-    y_resid: np.ndarray,
+    design: GroupDesign,
+    qc: np.ndarray,
     gg: np.ndarray,
+    gg_raw: np.ndarray,
     gy: np.ndarray,
-    yy: np.ndarray,
     a1_freq: np.ndarray,
 ) -> ChunkResult:
     """Complete-case statistics by low-rank correction of the full-sample cross-products (see module doc)."""
-    n, k = q.shape
+    k = q_missing.shape[1]
     m, n_pheno = gy.shape
-    rows, cols = np.nonzero(missing)
-    # Residualized imputed genotype at the missing entries: centred value is 0 there, so g_r = −q_i·(Qᵀg)_j.
-    g_at_missing = -np.einsum("ek,ke->e", q[rows], qg[:, cols])
-    indicator = sp.csr_matrix((np.ones(rows.size), (cols, rows)), shape=(m, n))  # variants × samples
-    g_missing = sp.csr_matrix((g_at_missing, (cols, rows)), shape=(m, n))
+    # Residualized imputed genotype at the missing entries: centred value is 0 there, so g_r = −q_i·(Qᵀc)_j.
+    g_at_missing = -np.einsum("ek,ek->e", q_missing, qc[entries.cols])
 
-    gg_t = gg - np.bincount(cols, weights=g_at_missing**2, minlength=m)
-    gy_t = gy - g_missing @ y_resid
-    yy_t = yy[None, :] - indicator @ (y_resid**2)
-    qq_missing = (indicator @ (q[:, :, None] * q[:, None, :]).reshape(n, k * k)).reshape(m, k, k)
-    b_g = -(g_missing @ q)  # (m, k) = Q_Tᵀ g_T
-    b_y = np.empty((m, k, n_pheno))
+    y_resid = design.y_resid
+    gg_t = gg - entries.over_entries(g_at_missing**2)
+    gy_t = gy - entries.over_samples(y_resid, weights=g_at_missing)
+    yy_t = design.yy[None, :] - entries.over_samples(y_resid**2)
+    qq_missing = entries.over_entries(q_missing[:, :, None] * q_missing[:, None, :])  # (m, k, k)
+    b_g = -entries.over_entries(g_at_missing[:, None] * q_missing)  # (m, k) = Q_Tᵀ g_T
+    b_y = np.empty((m, k, n_pheno))  # (m, k, P) = Q_Tᵀ y_T
     for c in range(k):
-        b_y[:, c, :] = -(indicator @ (q[:, c : c + 1] * y_resid))
+        b_y[:, c, :] = -entries.over_samples(y_resid, weights=q_missing[:, c])
 
     affected = np.flatnonzero(n_missing > 0)
     gram = np.eye(k)[None] - qq_missing[affected]  # Q_TᵀQ_T, (a, k, k)
@@ -201,7 +294,5 @@ def _drop_missing(
     gy_t[affected] -= np.einsum("ak,akp->ap", b_g[affected], solved[:, :, 1:])
     yy_t[affected] -= np.einsum("akp,akp->ap", b_y[affected], solved[:, :, 1:])
 
-    obs_ct = n - n_missing
-    # Centred sum of squares over the called samples, for the VIF check.
-    gg_raw = np.einsum("ij,ij->j", centred, centred)
+    obs_ct = design.n - n_missing
     return _finish(gg_t, gg_raw, gy_t, yy_t, obs_ct, obs_ct, k, a1_freq)

@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 from genetics._atomic import atomic_path, atomic_write_text
 from genetics.plink import PlinkFileset
 from gwas.errors import GwasInputError
-from gwas.kernel import associate_chunk, covariate_basis, residualize
+from gwas.kernel import GroupDesign, associate_block, covariate_basis, residualize
 from gwas.phenotypes import PhenotypeGroup, group_by_missingness, load_covariates, load_phenotypes
 from gwas.sumstats import SUMSTATS_SCHEMA, merge_chunks
 
@@ -56,8 +56,8 @@ class PreparedGwas:
     bases: list[np.ndarray]  # per group (n_g, k)
     residuals: list[np.ndarray]  # per group (n_g, P_g)
     variants: np.ndarray  # (M,) .bim rows tested
-    read_samples: np.ndarray  # (n_read,) union of group samples, sorted
-    group_rows: list[np.ndarray]  # per group: rows of the read block
+    designs: list[GroupDesign]  # per group, embedded in all .fam rows
+    n_samples_used: int  # samples in at least one group
     skipped: dict[str, str] = field(default_factory=dict)  # phenotype -> reason
 
 
@@ -109,26 +109,33 @@ def prepare(
         y = phen.values[np.ix_(group.samples, np.asarray(keep_columns)[group.phenotypes])]
         bases.append(q)
         residuals.append(residualize(q, y))
-    read_samples = np.unique(np.concatenate([g.samples for g in groups]))
-    group_rows = [np.searchsorted(read_samples, g.samples) for g in groups]
+    designs = [
+        GroupDesign.build(fileset.n_samples, g.samples, q, y)
+        for g, q, y in zip(groups, bases, residuals, strict=True)
+    ]
+    n_used = int(np.unique(np.concatenate([g.samples for g in groups])).size)
     if variants is None:
         variants = np.arange(fileset.n_variants)
     return PreparedGwas(
-        fileset, names, groups, bases, residuals, np.asarray(variants), read_samples, group_rows, skipped
+        fileset, names, groups, bases, residuals, np.asarray(variants), designs, n_used, skipped
     )
 
 
-def _chunk_table(prepared: PreparedGwas, variant_index: np.ndarray, block: np.ndarray, mode: str) -> pa.Table:
-    """Run every phenotype group on one block; rows ordered phenotype-major, then variant."""
+def _chunk_table(
+    prepared: PreparedGwas,
+    variant_index: np.ndarray,
+    block: tuple[np.ndarray, np.ndarray, np.ndarray],
+    mode: str,
+) -> pa.Table:
+    """Run every phenotype group on one decoded block (dosage with missing = 0, missing coordinates);
+    rows ordered phenotype-major, then variant."""
     m = variant_index.size
     n_pheno = len(prepared.phenotype_names)
     stats = {c: np.empty((n_pheno, m)) for c in ("A1_FREQ", "BETA", "SE", "T_STAT", "P", "LOG10_P")}
     obs_ct = np.empty((n_pheno, m), dtype=np.int64)
     errcode = np.empty((n_pheno, m), dtype=object)
-    for group, q, y_resid, rows in zip(
-        prepared.groups, prepared.bases, prepared.residuals, prepared.group_rows, strict=True
-    ):
-        result = associate_chunk(block[rows], q, y_resid, mode)
+    for group, design in zip(prepared.groups, prepared.designs, strict=True):
+        result = associate_block(*block, design, mode)
         columns = group.phenotypes
         stats["A1_FREQ"][columns] = result.a1_freq[None, :]
         obs_ct[columns] = result.obs_ct[None, :]
@@ -218,10 +225,11 @@ def run_chunks(prepared: PreparedGwas, out: str | os.PathLike, options: GwasOpti
         desc="gwas",
         initial=(len(paths) - len(todo)) * options.chunk_size if todo else variants.size,
     )
+    buffer = np.empty((options.chunk_size, 4 * ((prepared.fileset.n_samples + 3) // 4)))
     with threadpool_limits(options.threads):
         for i in todo:
             index = variants[starts[i] : starts[i] + options.chunk_size]
-            block = prepared.fileset.read(index, prepared.read_samples)
+            block = prepared.fileset.read_zero_missing(index, buffer)
             table = _chunk_table(prepared, index, block, options.missing_genotype)
             with atomic_path(paths[i]) as tmp:
                 pq.write_table(table, tmp)

@@ -1,0 +1,75 @@
+"""Sample tables are read in every supported format and aligned to the .fam explicitly."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from genetics.errors import SampleMismatchError, TableFormatError
+from genetics.samples import match_samples, read_id_list, read_sample_table
+
+FAM = pd.DataFrame({"FID": ["f1", "f2", "f3", "f4"], "IID": ["a", "b", "c", "d"]})
+
+
+@pytest.mark.parametrize(
+    ("name", "text"),
+    [
+        ("p.txt", "#FID IID y\nf2 b 1.5\nf1 a 2.5\n"),
+        ("p2.txt", "FID  IID   y\nf2\tb 1.5\nf1 a  2.5\n"),
+        ("p.csv", "IID,y\nb,1.5\na,2.5\n"),
+        ("p.tsv", "IID\ty\nb\t1.5\na\t2.5\n"),
+    ],
+)
+def test_formats_and_reordering_is_explicit(tmp_path, name, text):
+    path = tmp_path / name
+    path.write_text(text)
+    table = read_sample_table(path)
+    match = match_samples(FAM, table, str(path))
+    np.testing.assert_array_equal(match.fam_index, [0, 1])  # .fam order, not file order
+    assert table["y"].iloc[match.table_index].tolist() == ["2.5", "1.5"]
+    assert match.n_fam_without_row == 2
+
+
+def test_parquet(tmp_path):
+    path = tmp_path / "p.parquet"
+    pd.DataFrame({"IID": ["d", "c"], "y": [1.0, 2.0]}).to_parquet(path)
+    match = match_samples(FAM, read_sample_table(path), str(path))
+    np.testing.assert_array_equal(match.fam_index, [2, 3])
+
+
+def test_unmatched_ids_are_reported(tmp_path):
+    path = tmp_path / "p.csv"
+    path.write_text("IID,y\na,1\nzz,2\n")
+    with pytest.warns(UserWarning, match=r"p\.csv: 1 sample\(s\) not in the \.fam.*zz"):
+        match_samples(FAM, read_sample_table(path), str(path))
+    with pytest.raises(SampleMismatchError, match="zz"):
+        match_samples(FAM, read_sample_table(path), str(path), strict=True)
+
+
+def test_duplicated_ids_are_an_error(tmp_path):
+    path = tmp_path / "p.csv"
+    path.write_text("IID,y\na,1\na,2\n")
+    with pytest.raises(SampleMismatchError, match=r"p\.csv: sample 'a' appears more than once"):
+        match_samples(FAM, read_sample_table(path), str(path))
+
+
+def test_no_overlap_is_an_error(tmp_path):
+    path = tmp_path / "p.csv"
+    path.write_text("IID,y\nx,1\n")
+    with pytest.raises(SampleMismatchError, match="none of its 1 sample IDs"):
+        match_samples(FAM, read_sample_table(path), str(path))
+
+
+def test_missing_iid_column(tmp_path):
+    path = tmp_path / "p.csv"
+    path.write_text("person,y\na,1\n")
+    with pytest.raises(TableFormatError, match="no IID column"):
+        read_sample_table(path)
+
+
+def test_id_lists_with_and_without_fid(tmp_path):
+    (tmp_path / "two.txt").write_text("f1 a\nf3 c\n")
+    (tmp_path / "one.txt").write_text("a\nc\n")
+    assert list(read_id_list(tmp_path / "two.txt").columns) == ["FID", "IID"]
+    assert read_id_list(tmp_path / "one.txt")["IID"].tolist() == ["a", "c"]
