@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -18,9 +19,13 @@ import pyarrow.dataset as ds
 
 from genetics._atomic import atomic_write_text
 from genetics.plink import PlinkFileset
+from gwas.clump import clump_all, merge_loci, write_loci
+from gwas.phenotypes import load_covariates, load_phenotypes
+from gwas.plots import manhattan, qq
+from gwas.prepare import inverse_normal_transform, pca, residualize
 from gwas.runner import GwasOptions, GwasRun, prepare, run_chunks
-from gwas.sumstats import write_gwas_ssf, write_plink2_glm
 from gwas.summary import effective_number_of_phenotypes, summarize, write_summary
+from gwas.sumstats import write_gwas_ssf, write_plink2_glm
 
 OUTPUT_FORMATS = ("plink2", "gwas-ssf")
 
@@ -44,6 +49,99 @@ class GwasOutputs:
     summary: pd.DataFrame
     loci: pd.DataFrame | None
     files: dict[str, Path] = field(default_factory=dict)
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+
+
+def prepare_phenotype_table(
+    fileset: PlinkFileset,
+    pheno: str | os.PathLike | pd.DataFrame,
+    covar: str | os.PathLike | pd.DataFrame | None,
+    options: GwasOptions,
+    pca_components: int | None = None,
+    residualize_covariates: bool = False,
+    quantile_normalize: bool = False,
+) -> str | os.PathLike | pd.DataFrame:
+    """Apply the optional phenotype preparation steps (PCA → covariate residualization → inverse-normal).
+
+    Returns ``pheno`` unchanged when no step is asked for, else a table (FID, IID, one column per prepared
+    phenotype) over the .fam samples, ready for :func:`run_gwas`.
+    """
+    if not (pca_components or residualize_covariates or quantile_normalize):
+        return pheno
+    fam = fileset.fam
+    table = pheno if isinstance(pheno, pd.DataFrame) else None
+    phen = load_phenotypes(
+        "phenotype table" if table is not None else str(pheno), fam, options.pheno_names, table=table
+    )
+    values, names = phen.values, phen.names
+    if pca_components:
+        result = pca(values, pca_components)
+        values, names = result.scores, [f"PC{i + 1}" for i in range(pca_components)]
+    if residualize_covariates:
+        if covar is None:
+            raise ValueError("--pheno-residualize needs --covar")
+        cov_table = covar if isinstance(covar, pd.DataFrame) else None
+        source = "covariate table" if cov_table is not None else str(covar)
+        cov = load_covariates(source, fam, options.covar_names, table=cov_table)
+        values = residualize(values, cov.values)
+    if quantile_normalize:
+        values = inverse_normal_transform(values)
+    keep = ~np.isnan(values).all(axis=1)
+    frame = pd.DataFrame(values[keep], columns=names)
+    frame.insert(0, "IID", fam["IID"].to_numpy()[keep])
+    frame.insert(0, "FID", fam["FID"].to_numpy()[keep])
+    return frame
+
+
+def find_loci(run: GwasRun, fileset: PlinkFileset, settings: ClumpSettings) -> pd.DataFrame:
+    """Clump each phenotype's associations (plink --clump semantics) and merge overlapping clumps into loci."""
+    bim = fileset.bim.iloc[run.variants]
+    threshold = -np.log10(max(settings.p1, settings.p2))
+    parts = []
+    for j, name in enumerate(run.phenotype_names):
+        row = np.asarray(run.log10_p[j], dtype=np.float64)
+        if not np.nanmax(row, initial=-np.inf) >= -np.log10(settings.p1):
+            continue
+        keep = np.flatnonzero(row >= threshold)
+        parts.append(
+            pd.DataFrame({"phenotype": name, "ID": bim["ID"].to_numpy()[keep], "LOG10_P": row[keep]})
+        )
+    if not parts:
+        return merge_loci(pd.DataFrame())
+    candidates = pd.concat(parts, ignore_index=True)
+    candidates["P"] = 10.0 ** (-candidates["LOG10_P"])
+    clumps = clump_all(candidates, fileset, p1=settings.p1, p2=settings.p2, r2=settings.r2, kb=settings.kb)
+    return merge_loci(clumps)
+
+
+def plot_run(run: GwasRun, fileset: PlinkFileset, summary: pd.DataFrame, out: Path, max_plots: int) -> dict:
+    """Manhattan and QQ PNGs for the ``max_plots`` strongest phenotypes, plus a combined Manhattan plot."""
+    bim = fileset.bim.iloc[run.variants]
+    positions = {"CHROM": bim["CHROM"].to_numpy(), "POS": bim["POS"].to_numpy()}
+    files = {}
+    tested = summary[summary["status"] == "ok"].sort_values("max_log10_p", ascending=False)
+    index = {name: j for j, name in enumerate(run.phenotype_names)}
+    for name in tested["phenotype"].head(max_plots):
+        row = np.asarray(run.log10_p[index[name]], dtype=np.float64)
+        frame = pd.DataFrame({**positions, "LOG10_P": row})
+        files[f"manhattan_{name}"] = out / f"manhattan_{_safe(name)}.png"
+        manhattan(frame, files[f"manhattan_{name}"], title=f"{name}")
+        files[f"qq_{name}"] = out / f"qq_{_safe(name)}.png"
+        qq(row, files[f"qq_{name}"], title=f"{name}")
+    if len(run.phenotype_names) > 1:
+        best = np.full(run.variants.size, np.nan)
+        for j in range(len(run.phenotype_names)):
+            best = np.fmax(best, np.asarray(run.log10_p[j], dtype=np.float64))
+        files["manhattan_combined"] = out / "manhattan_combined.png"
+        manhattan(
+            pd.DataFrame({**positions, "LOG10_P": best}),
+            files["manhattan_combined"],
+            title=f"smallest P over {len(run.phenotype_names)} phenotypes (per variant)",
+        )
+    return files
 
 
 def _phenotype_frame(sumstats: Path, phenotype: str) -> pd.DataFrame:
@@ -102,7 +200,7 @@ def run_gwas(
 
     for name in prepared.phenotype_names if formats else []:
         frame = _phenotype_frame(run.sumstats, name)
-        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+        safe = _safe(name)
         if "plink2" in formats:
             write_plink2_glm(frame, out / f"{safe}.glm.linear")
         if "gwas-ssf" in formats:
@@ -110,13 +208,10 @@ def run_gwas(
 
     loci = None
     if clump.enabled:
-        from gwas.loci import find_loci
-
         loci = find_loci(run, fileset, clump)
         files["loci"] = out / "loci.tsv"
+        write_loci(loci, files["loci"])
     if plots:
-        from gwas.report_plots import plot_run
-
         files.update(plot_run(run, fileset, summary, out, max_plots))
 
     seconds = time.perf_counter() - started
@@ -133,4 +228,6 @@ def run_gwas(
         "tests_per_second": n_tests / max(run.seconds, 1e-9),
     }
     atomic_write_text(out / "run.json", json.dumps(record, indent=2, default=str))
+    # Finished: the per-chunk files only served resumption (the LOG10_P map stays readable while open).
+    shutil.rmtree(out / "chunks", ignore_errors=True)
     return GwasOutputs(run, summary, loci, files)

@@ -1,7 +1,7 @@
 """The chunked GWAS runner: IDs, phenotype groups, variant chunks, per-chunk files, resume, final outputs.
 
-Memory is O(N × chunk + P × chunk) plus one float32 LOG10_P per (phenotype, variant) kept in a
-memory-mapped file for the summary and plots. Each finished chunk is written atomically to
+Memory is O(N × chunk + P × chunk); one float64 LOG10_P per (phenotype, variant) is kept in a
+memory-mapped file (on disk, not in memory) for the summary, loci and plots. Each finished chunk is written atomically to
 ``OUT/chunks/``; ``resume=True`` skips chunks already there when the run's fingerprint matches, so an
 interrupted run restarted with the same arguments gives byte-identical outputs.
 """
@@ -195,7 +195,7 @@ class GwasRun:
     sumstats: Path
     phenotype_names: list[str]
     variants: np.ndarray
-    log10_p: np.ndarray  # (P, M) float32 memory map of LOG10_P
+    log10_p: np.ndarray  # (P, M) float64 memory map of LOG10_P
     skipped: dict[str, str]
     seconds: float
 
@@ -240,7 +240,7 @@ def run_chunks(prepared: PreparedGwas, out: str | os.PathLike, options: GwasOpti
     log10_p = np.lib.format.open_memmap(
         chunk_dir / "log10p.npy",
         mode="w+",
-        dtype=np.float32,
+        dtype=np.float64,
         shape=(len(prepared.phenotype_names), variants.size),
     )
     m_done = 0

@@ -1,0 +1,111 @@
+"""contig gwas against plink2 --glm, side by side on the same data and thread count.
+
+Data come from ``plink2 --dummy`` (hard calls, optional missing calls), with P standard-normal
+phenotypes and 3 covariates made here. Each setting runs plink2 and then contig as separate processes;
+the table reports wall times, their ratio, the largest |Δ LOG10_P| over rows both report (plink2 prints 6
+significant digits, so Δ is bounded below by its rounding), and contig's peak RSS.
+
+Usage:
+  python benchmarks/gwas_vs_plink2.py                       # the four settings of the goal table
+  python benchmarks/gwas_vs_plink2.py --n 2000 --m 5000 --settings 0:16,0.01:16
+  python benchmarks/gwas_vs_plink2.py --skip-plink2 --settings 0.01:256   # contig only
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+
+def _run(args: list[str], cwd: Path, threads: int) -> tuple[float, float]:
+    """Run a command; return (wall seconds, peak RSS in MB of that process)."""
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), OPENBLAS_NUM_THREADS=str(threads))
+    start = time.perf_counter()
+    process = subprocess.Popen(args, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(process.pid, 0)
+    wall = time.perf_counter() - start
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise RuntimeError(f"{' '.join(args)} failed: {process.stderr.read().decode()[-2000:]}")
+    return wall, usage.ru_maxrss / 1024
+
+
+def _make_data(folder: Path, n: int, m: int, missing: float, n_pheno: int, seed: int = 0) -> Path:
+    prefix = folder / f"dummy_{missing}"
+    if not Path(f"{prefix}.bed").exists():
+        args = ["plink2", "--dummy", str(n), str(m), str(missing), "acgt", "--make-bed", "--out", str(prefix)]
+        subprocess.run(args, check=True, capture_output=True)
+    fam = pd.read_csv(f"{prefix}.fam", sep=r"\s+", header=None, dtype=str)
+    rng = np.random.default_rng(seed)
+    ids = {"#FID": fam[0], "IID": fam[1]}
+    pheno = pd.DataFrame({**ids, **{f"f{j}": rng.normal(size=n) for j in range(n_pheno)}})
+    pheno.to_csv(folder / f"pheno_{n_pheno}.txt", sep="\t", index=False, float_format="%.10g")
+    covar = pd.DataFrame({**ids, **{f"c{j}": rng.normal(size=n) for j in range(3)}})
+    covar.to_csv(folder / "covar.txt", sep="\t", index=False, float_format="%.10g")
+    return prefix
+
+
+def _max_delta(folder: Path, n_pheno: int) -> float:
+    ours = pd.read_parquet(folder / "contig" / "sumstats.parquet", columns=["phenotype", "ID", "LOG10_P"])
+    worst = 0.0
+    for j in range(n_pheno):
+        theirs = pd.read_csv(folder / f"plink2.f{j}.glm.linear", sep="\t", usecols=["ID", "P"], na_values="NA")
+        mine = ours[ours["phenotype"] == f"f{j}"]
+        both = theirs.merge(mine, on="ID")
+        delta = np.abs(-np.log10(both["P"].to_numpy()) - both["LOG10_P"].to_numpy())
+        worst = max(worst, float(np.nanmax(delta)))
+    return worst
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=10_000)
+    parser.add_argument("--m", type=int, default=50_000)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--settings", default="0:16,0:256,0.01:16,0.01:256", help="missing:P,...")
+    parser.add_argument("--mode", default="drop", choices=["drop", "mean"])
+    parser.add_argument("--skip-plink2", action="store_true")
+    parser.add_argument("--workdir", default=None, help="keep data here (default: a temporary folder)")
+    args = parser.parse_args()
+    if shutil.which("plink2") is None:
+        sys.exit("plink2 is needed to make the data (Debian package plink2)")
+    folder = Path(args.workdir or tempfile.mkdtemp(prefix="contig-bench-"))
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for setting in args.settings.split(","):
+        missing, n_pheno = float(setting.split(":")[0]), int(setting.split(":")[1])
+        prefix = _make_data(folder, args.n, args.m, missing, n_pheno)
+        pheno, covar = folder / f"pheno_{n_pheno}.txt", folder / "covar.txt"
+        plink_s = float("nan")
+        if not args.skip_plink2:
+            plink_s, _ = _run(
+                ["plink2", "--bfile", str(prefix), "--pheno", str(pheno), "--covar", str(covar),
+                 "--glm", "hide-covar", "omit-ref", "cols=+a1freq", "--threads", str(args.threads),
+                 "--out", str(folder / "plink2")],
+                folder, args.threads,
+            )  # fmt: skip
+        contig_s, rss = _run(
+            [sys.executable, "-m", "contig", "gwas", "--bfile", str(prefix), "--pheno", str(pheno),
+             "--covar", str(covar), "--missing-genotype", args.mode, "--threads", str(args.threads),
+             "--no-clump", "--no-plots", "--quiet", "--out", str(folder / "contig")],
+            folder, args.threads,
+        )  # fmt: skip
+        delta = float("nan") if args.skip_plink2 or args.mode != "drop" else _max_delta(folder, n_pheno)
+        rows.append((f"{missing:.0%} missing, P={n_pheno}, {args.mode}", plink_s, contig_s, rss, delta))
+        print(f"done: {rows[-1][0]}", file=sys.stderr)
+    print(f"\nN={args.n} M={args.m} threads={args.threads} covariates=3")
+    print(f"{'setting':<32}{'plink2 s':>10}{'contig s':>10}{'ratio':>8}{'max|ΔLOG10_P|':>15}{'RSS MB':>9}")
+    for name, plink_s, contig_s, rss, delta in rows:
+        print(f"{name:<32}{plink_s:>10.1f}{contig_s:>10.1f}{plink_s / contig_s:>7.1f}x{delta:>15.2e}{rss:>9.0f}")
+
+
+if __name__ == "__main__":
+    main()
