@@ -57,7 +57,9 @@ def _max_delta(folder: Path, n_pheno: int) -> float:
     ours = pd.read_parquet(folder / "contig" / "sumstats.parquet", columns=["phenotype", "ID", "LOG10_P"])
     worst = 0.0
     for j in range(n_pheno):
-        theirs = pd.read_csv(folder / f"plink2.f{j}.glm.linear", sep="\t", usecols=["ID", "P"], na_values="NA")
+        theirs = pd.read_csv(
+            folder / f"plink2.f{j}.glm.linear", sep="\t", usecols=["ID", "P"], na_values="NA"
+        )
         mine = ours[ours["phenotype"] == f"f{j}"]
         both = theirs.merge(mine, on="ID")
         delta = np.abs(-np.log10(both["P"].to_numpy()) - both["LOG10_P"].to_numpy())
@@ -104,7 +106,9 @@ def main() -> None:
     print(f"\nN={args.n} M={args.m} threads={args.threads} covariates=3")
     print(f"{'setting':<32}{'plink2 s':>10}{'contig s':>10}{'ratio':>8}{'max|ΔLOG10_P|':>15}{'RSS MB':>9}")
     for name, plink_s, contig_s, rss, delta in rows:
-        print(f"{name:<32}{plink_s:>10.1f}{contig_s:>10.1f}{plink_s / contig_s:>7.1f}x{delta:>15.2e}{rss:>9.0f}")
+        print(
+            f"{name:<32}{plink_s:>10.1f}{contig_s:>10.1f}{plink_s / contig_s:>7.1f}x{delta:>15.2e}{rss:>9.0f}"
+        )
 
 
 if __name__ == "__main__":

@@ -13,8 +13,6 @@ import os
 
 import numpy as np
 import pandas as pd
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 from scipy import stats
 
 from genetics._atomic import atomic_path
@@ -131,8 +129,17 @@ def manhattan_coordinates(table) -> tuple[np.ndarray, np.ndarray, list[str], np.
     return pos + offsets[rank], rank, [names[k] for k in order], offsets + lengths / 2
 
 
-def _save(fig: Figure, path: str | os.PathLike, dpi: int) -> None:
+def _new_figure(size: tuple[float, float]):
+    """A matplotlib Figure with the Agg canvas (imported here: matplotlib is slow to import)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=size)
     FigureCanvasAgg(fig)
+    return fig
+
+
+def _save(fig, path: str | os.PathLike, dpi: int) -> None:
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=dpi)
 
@@ -170,7 +177,7 @@ def manhattan(
     top = max(finite_max, line) * 1.08 + 0.5
     bins = (int(size[0] * dpi), max(1, int(size[1] * dpi * thin_below / top)))
     drawn = thin_points(x, log10p, thin_below, bins)
-    fig = Figure(figsize=size)
+    fig = _new_figure(size)
     ax = fig.add_subplot()
     for parity, colour in enumerate(COLORS):
         sel = drawn[rank[drawn] % 2 == parity]
@@ -236,7 +243,7 @@ def qq(
     lam = lambda_gc(log10_p=finite)
     top = max(coords["observed"].max(initial=1.0), coords["expected"].max(initial=1.0)) * 1.05
     drawn = thin_points(coords["expected"], coords["observed"], thin_below, (int(size[0] * dpi), 200))
-    fig = Figure(figsize=size)
+    fig = _new_figure(size)
     ax = fig.add_subplot()
     ax.fill_between(coords["band_x"], coords["band_low"], coords["band_high"], color="#dddddd", lw=0)
     diagonal = coords["expected"].max(initial=1.0)

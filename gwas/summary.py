@@ -8,13 +8,13 @@ import os
 
 import numpy as np
 import pandas as pd
-from scipy import stats
+from scipy import special
 
 from genetics._atomic import atomic_path
 
 GENOME_WIDE = 5e-8
 # Median of the chi-square(1) distribution.
-CHI2_MEDIAN = stats.chi2.ppf(0.5, 1)
+CHI2_MEDIAN = float(special.chdtri(1, 0.5))
 
 
 def effective_number_of_phenotypes(phenotypes: np.ndarray) -> float:
@@ -40,7 +40,7 @@ def lambda_gc(log10_p: np.ndarray) -> float:
     if values.size == 0:
         return float("nan")
     median_p = 10.0 ** (-float(np.median(values)))
-    return float(stats.chi2.isf(median_p, 1) / CHI2_MEDIAN)
+    return float(special.chdtri(1, median_p) / CHI2_MEDIAN)
 
 
 def summarize(

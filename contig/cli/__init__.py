@@ -1,0 +1,69 @@
+"""The ``contig`` command-line program: one click group, one module per subcommand.
+
+Library code never sees a click context; each subcommand turns its flags into keyword arguments.
+Typed input errors from any package end the program with a one-line reason on stderr and a non-zero
+exit status (2 for typed input errors, 1 for usage errors).
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import click
+
+from genetics.errors import GeneticsError
+
+EPILOG = """\b
+Examples:
+  contig demo --out demo-out          # the whole pipeline on the built-in synthetic biobank
+  contig gwas --bfile geno --pheno features.parquet --covar covar.tsv --out gwas-out
+  contig pgs --bfile geno --score PGS000001.txt.gz --out scores.parquet
+  contig burden --bfile geno --anno anno.tsv --masks masks.txt --out burdens.parquet
+"""
+
+
+# Subcommand → module defining ``command``; imported only when that subcommand runs (fast start-up).
+SUBCOMMANDS = {
+    "burden": "contig.cli.burden",
+    "demo": "contig.cli.demo",
+    "gwas": "contig.cli.gwas",
+    "pgs": "contig.cli.pgs",
+}
+
+
+class _LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(SUBCOMMANDS)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in SUBCOMMANDS:
+            return None
+        return importlib.import_module(SUBCOMMANDS[name]).command
+
+
+@click.group(
+    cls=_LazyGroup,
+    epilog=EPILOG,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
+@click.version_option(package_name="contig")
+def cli() -> None:
+    """Self-supervised learning on medical images together with genetics."""
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the console script."""
+    try:
+        cli.main(args=argv, prog_name="contig", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as error:
+        error.show()
+        sys.exit(error.exit_code)
+    except GeneticsError as error:
+        click.echo(f"error: {error}", err=True)
+        sys.exit(2)
+    except click.exceptions.Exit as done:
+        sys.exit(done.exit_code)

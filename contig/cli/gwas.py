@@ -1,0 +1,96 @@
+"""``contig gwas``: feature GWAS from PLINK files, identical to plink2 --glm, with loci and plots."""
+
+from __future__ import annotations
+
+import click
+
+from contig.cli._options import open_with_qc, qc_options
+from gwas.pipeline import OUTPUT_FORMATS, ClumpSettings, prepare_phenotype_table, run_gwas
+from gwas.runner import GwasOptions
+
+EXAMPLES = """\b
+Examples:
+  contig gwas --bfile geno --pheno features.parquet --covar covar.tsv --out gwas-out
+  contig gwas --bfile geno --pheno pheno.txt --pheno-name feat0,feat1 --covar covar.txt \\
+      --covar-name age,sex,PC1,PC2 --maf 0.01 --geno 0.05 --hwe 1e-10 --format plink2 --out run1
+  contig gwas --bfile geno --pheno features.parquet --pheno-pca 16 --pheno-quantile-normalize \\
+      --covar covar.tsv --out gwas-pcs --resume
+
+\b
+Outputs in OUT: sumstats.parquet (phenotype CHROM POS ID REF ALT A1 A1_FREQ OBS_CT BETA SE T_STAT P
+LOG10_P ERRCODE), summary.tsv, loci.tsv, manhattan_*.png, qq_*.png, run.json.
+"""
+
+
+def _split(values: tuple[str, ...]) -> list[str] | None:
+    names = [name for value in values for name in value.split(",") if name]
+    return names or None
+
+
+@click.command("gwas", epilog=EXAMPLES)
+@click.option("--bfile", required=True, help="PLINK 1 prefix (PREFIX.bed/.bim/.fam).")
+@click.option(
+    "--pheno", required=True, help="Phenotypes: plink-style text with #FID IID header, CSV, TSV or parquet."
+)
+@click.option("--pheno-name", multiple=True, help="Phenotype columns to test (comma list; default all).")
+@click.option("--covar", default=None, help="Covariates file (same formats); text columns become indicators.")
+@click.option("--covar-name", multiple=True, help="Covariate columns to use (comma list; default all).")
+@click.option("--covar-variance-standardize", is_flag=True, help="Scale covariates to unit variance.")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Output folder.")
+@click.option(
+    "--missing-genotype",
+    type=click.Choice(["drop", "mean"]),
+    default="drop",
+    show_default=True,
+    help="drop: per-variant complete cases (plink2); mean: mean-impute missing calls (regenie/Hail).",
+)
+@qc_options
+@click.option(
+    "--pheno-pca", type=int, default=None, help="Replace phenotypes by their first K principal components."
+)
+@click.option(
+    "--pheno-residualize", is_flag=True, help="Regress covariates out of phenotypes before testing."
+)
+@click.option(
+    "--pheno-quantile-normalize", is_flag=True, help="Rank-based inverse-normal transform (plink2's)."
+)
+@click.option("--chunk-size", type=int, default=2048, show_default=True, help="Variants per chunk.")
+@click.option("--threads", type=int, default=None, help="BLAS threads (default: all cores).")
+@click.option("--format", "formats", multiple=True, type=click.Choice(OUTPUT_FORMATS), help="Extra outputs.")
+@click.option("--clump-p1", type=float, default=5e-8, show_default=True, help="Index variant P threshold.")
+@click.option("--clump-p2", type=float, default=1e-2, show_default=True, help="Clump member P threshold.")
+@click.option("--clump-r2", type=float, default=0.1, show_default=True, help="LD r² threshold for members.")
+@click.option("--clump-kb", type=float, default=250.0, show_default=True, help="Clump window (kb).")
+@click.option("--no-clump", is_flag=True, help="Skip loci.")
+@click.option("--no-plots", is_flag=True, help="Skip Manhattan/QQ plots.")
+@click.option("--resume", is_flag=True, help="Continue an interrupted run in OUT with the same arguments.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def command(**kw) -> None:
+    """Regress phenotypes (e.g. image features) on every variant: OLS on intercept + dosage + covariates."""
+    fileset, variants, sample_mask = open_with_qc(kw)
+    options = GwasOptions(
+        pheno_names=_split(kw["pheno_name"]),
+        covar_names=_split(kw["covar_name"]),
+        missing_genotype=kw["missing_genotype"],
+        chunk_size=kw["chunk_size"],
+        threads=kw["threads"],
+        covar_variance_standardize=kw["covar_variance_standardize"],
+        resume=kw["resume"],
+        progress=not kw["quiet"],
+    )
+    pheno = prepare_phenotype_table(
+        fileset, kw["pheno"], kw["covar"], options, kw["pheno_pca"], kw["pheno_residualize"],
+        kw["pheno_quantile_normalize"],
+    )  # fmt: skip
+    clump = ClumpSettings(not kw["no_clump"], kw["clump_p1"], kw["clump_p2"], kw["clump_r2"], kw["clump_kb"])
+    outputs = run_gwas(
+        fileset, pheno, kw["out"], kw["covar"], options, variants, sample_mask, tuple(kw["formats"]),
+        clump, not kw["no_plots"],
+    )  # fmt: skip
+    run = outputs.run
+    n_hits = int(outputs.summary.get("n_p_below_5e-8", []).fillna(0).sum()) if len(outputs.summary) else 0
+    click.echo(
+        f"done: {len(run.phenotype_names)} phenotype(s) × {run.variants.size} variants in {run.seconds:.1f} s "
+        f"({run.variants.size / max(run.seconds, 1e-9):,.0f} variants/s); {n_hits} association(s) P < 5e-8; "
+        f"{0 if outputs.loci is None else len(outputs.loci)} loci → {kw['out']}"
+    )

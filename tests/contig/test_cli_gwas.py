@@ -1,0 +1,150 @@
+"""``contig gwas`` end to end on data generated here: outputs, formats, QC flags, resume, bad input."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+import gwas.runner
+from contig.cli import cli
+from tests.conftest import simulate_gwas_data
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return simulate_gwas_data(tmp_path_factory.mktemp("cli_gwas"), n=300, m=240, n_pheno=3)
+
+
+def _gwas(data, out, *extra):
+    args = [
+        "gwas",
+        "--bfile",
+        str(data["prefix"]),
+        "--pheno",
+        str(data["pheno"]),
+        "--covar",
+        str(data["covar"]),
+    ]
+    return CliRunner().invoke(cli, [*args, "--out", str(out), "--quiet", *extra], catch_exceptions=False)
+
+
+def test_outputs_and_plink2_format(data, tmp_path):
+    result = _gwas(data, tmp_path / "run", "--format", "plink2", "--format", "gwas-ssf", "--chunk-size", "50")
+    assert result.exit_code == 0, result.output
+    assert "3 phenotype(s) × 240 variants" in result.output
+    out = tmp_path / "run"
+    sumstats = pd.read_parquet(out / "sumstats.parquet")
+    assert list(sumstats.columns[:14]) == [
+        "phenotype", "CHROM", "POS", "ID", "REF", "ALT", "A1", "A1_FREQ", "OBS_CT", "BETA", "SE", "T_STAT",
+        "P", "LOG10_P",
+    ]  # fmt: skip
+    assert len(sumstats) == 3 * 240
+    glm = pd.read_csv(out / "feat0.glm.linear", sep="\t", na_values="NA")
+    mine = sumstats[sumstats["phenotype"] == "feat0"].reset_index(drop=True)
+    np.testing.assert_allclose(glm["BETA"], mine["BETA"], rtol=5e-6)
+    assert list(glm.columns) == ["#CHROM", "POS", "ID", "REF", "ALT", "A1", "A1_FREQ", "TEST", "OBS_CT",
+                                 "BETA", "SE", "T_STAT", "P", "ERRCODE"]  # fmt: skip
+    ssf = pd.read_csv(out / "feat0.gwas-ssf.tsv", sep="\t", na_values="NA")
+    assert list(ssf.columns[:4]) == ["chromosome", "base_pair_location", "effect_allele", "other_allele"]
+    summary = pd.read_csv(out / "summary.tsv", sep="\t")
+    assert summary.set_index("phenotype").loc["feat0", "n_p_below_5e-8"] >= 1  # planted rs10
+    loci = pd.read_csv(out / "loci.tsv", sep="\t")
+    assert "rs10" in set(loci["LEAD_ID"])
+    assert (out / "manhattan_combined.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert json.loads((out / "run.json").read_text())["n_variants"] == 240
+    assert not (out / "chunks").exists()
+
+
+def test_qc_flags_restrict_variants_and_samples(data, tmp_path):
+    keep = tmp_path / "keep.txt"
+    keep.write_text("".join(f"id{i} id{i}\n" for i in range(0, 300, 2)))
+    result = _gwas(data, tmp_path / "qc", "--maf", "0.05", "--keep", str(keep), "--chr", "2", "--no-plots")
+    assert result.exit_code == 0, result.output
+    sumstats = pd.read_parquet(tmp_path / "qc" / "sumstats.parquet")
+    assert set(sumstats["CHROM"]) == {"2"}
+    assert sumstats["OBS_CT"].max() <= 150
+    assert (sumstats["A1_FREQ"].clip(upper=None) > 0).all()
+
+
+def test_resume_after_a_crash_gives_identical_bytes(data, tmp_path, monkeypatch):
+    reference = _gwas(data, tmp_path / "whole", "--chunk-size", "40", "--no-plots", "--no-clump")
+    assert reference.exit_code == 0
+    original = gwas.runner._chunk_table
+    calls = {"n": 0}
+
+    def crash_on_fourth(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 4:
+            raise RuntimeError("simulated crash")
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(gwas.runner, "_chunk_table", crash_on_fourth)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        _gwas(data, tmp_path / "resumed", "--chunk-size", "40", "--no-plots", "--no-clump")
+    finished = sorted((tmp_path / "resumed" / "chunks").glob("chunk_*.parquet"))
+    assert len(finished) == 3 and not (tmp_path / "resumed" / "sumstats.parquet").exists()
+    monkeypatch.setattr(gwas.runner, "_chunk_table", original)
+    calls["n"] = 0
+    counting = {"n": 0}
+
+    def count(*args, **kwargs):
+        counting["n"] += 1
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(gwas.runner, "_chunk_table", count)
+    result = _gwas(data, tmp_path / "resumed", "--chunk-size", "40", "--no-plots", "--no-clump", "--resume")
+    assert result.exit_code == 0, result.output
+    assert counting["n"] == 6 - 3  # only the unfinished chunks were computed
+    whole = (tmp_path / "whole" / "sumstats.parquet").read_bytes()
+    assert (tmp_path / "resumed" / "sumstats.parquet").read_bytes() == whole
+
+
+def test_collinear_covariates_fail_with_one_line(data, tmp_path):
+    covar = pd.read_csv(data["covar"], sep="\t")
+    covar["age2"] = covar["age"]
+    path = tmp_path / "covar.tsv"
+    covar.to_csv(path, sep="\t", index=False)
+    from contig.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["gwas", "--bfile", str(data["prefix"]), "--pheno", str(data["pheno"]), "--covar", str(path),
+              "--out", str(tmp_path / "bad"), "--quiet"])  # fmt: skip
+    assert exit_info.value.code != 0
+
+
+def test_non_numeric_phenotype_names_file_and_column(data, tmp_path, capsys):
+    pheno = pd.read_csv(data["pheno"], sep="\t")
+    pheno["feat1"] = pheno["feat1"].astype(object)
+    pheno.loc[5, "feat1"] = "high"
+    path = tmp_path / "pheno.tsv"
+    pheno.to_csv(path, sep="\t", index=False)
+    from contig.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["gwas", "--bfile", str(data["prefix"]), "--pheno", str(path), "--out", str(tmp_path / "bad"),
+              "--quiet"])  # fmt: skip
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "pheno.tsv" in err and "'feat1'" in err and "'high'" in err
+    assert not (tmp_path / "bad" / "sumstats.parquet").exists()
+
+
+def test_constant_phenotype_is_skipped_and_reported(data, tmp_path):
+    pheno = pd.read_csv(data["pheno"], sep="\t")
+    pheno["flat"] = 1.0
+    path = tmp_path / "pheno.tsv"
+    pheno.to_csv(path, sep="\t", index=False)
+    with pytest.warns(UserWarning, match="'flat' skipped: constant"):
+        result = CliRunner().invoke(
+            cli,
+            ["gwas", "--bfile", str(data["prefix"]), "--pheno", str(path), "--out", str(tmp_path / "c"),
+             "--quiet", "--no-plots", "--no-clump"],
+            catch_exceptions=False,
+        )  # fmt: skip
+    assert result.exit_code == 0
+    summary = pd.read_csv(tmp_path / "c" / "summary.tsv", sep="\t").set_index("phenotype")
+    assert summary.loc["flat", "status"].startswith("skipped: constant")
