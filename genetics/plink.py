@@ -156,6 +156,13 @@ class PlinkFileset:
         self._bed: np.memmap | None = None
         self._pandas_plink = None
 
+    def __getstate__(self) -> dict:
+        """Pickle without the open memory map (workers of a distributed run reopen the files)."""
+        state = dict(self.__dict__)
+        state["_bed"] = None
+        state["_pandas_plink"] = None
+        return state
+
     @property
     def n_samples(self) -> int:
         return len(self.fam)

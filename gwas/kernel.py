@@ -208,12 +208,23 @@ def associate_chunk(
     return associate_block(g0, samples, variants, design, missing_genotype)
 
 
+def _product(g0: np.ndarray, rhs: np.ndarray, device: str | None) -> np.ndarray:
+    """g0ᵀ·rhs, (m, c) float64: numpy/BLAS on the CPU, or torch on ``device`` (e.g. "cuda")."""
+    if device is None:
+        return g0.T @ rhs
+    import torch
+
+    g = torch.from_numpy(np.ascontiguousarray(g0.T)).to(device, non_blocking=True)
+    return (g @ torch.from_numpy(rhs).to(device)).cpu().numpy()
+
+
 def associate_block(
     g0: np.ndarray,
     missing_samples: np.ndarray,
     missing_variants: np.ndarray,
     design: GroupDesign,
     missing_genotype: str = "drop",
+    device: str | None = None,
 ) -> ChunkResult:
     """Association statistics of a decoded block for one phenotype group.
 
@@ -222,6 +233,8 @@ def associate_block(
         missing_samples, missing_variants: (e,) coordinates of the missing calls in ``g0``.
         design: the group, embedded in the N rows.
         missing_genotype: ``drop`` or ``mean``.
+        device: None for numpy on the CPU, or a torch device ("cuda", "cpu") for the one large product;
+            it stays in float64, so results do not depend on the device beyond rounding.
 
     Returns:
         :class:`ChunkResult` with (m,) and (m, P) arrays.
@@ -233,7 +246,7 @@ def associate_block(
     n_total, m = g0.shape
     n_pheno, k = design.y_resid.shape[1], design.q.shape[1]
     n = design.n
-    product = g0.T @ design.rhs  # (m, P + k + 1): one pass over the block
+    product = _product(g0, design.rhs, device)  # (m, P + k + 1): one pass over the block
     gy = product[:, :n_pheno]
     called_sum = product[:, -1]
     sumsq = np.einsum("ij,ij,i->j", g0, g0, design.member.astype(np.float64))

@@ -44,6 +44,21 @@ class GwasOptions:
     covar_variance_standardize: bool = False
     resume: bool = False
     progress: bool = True
+    device: str = "cpu"  # "cpu" (numpy), "cuda", or "auto" (cuda when torch sees a GPU)
+    scheduler: str | None = None  # Dask distributed scheduler address; None runs in this process
+
+
+def resolve_device(device: str) -> str | None:
+    """Map the ``--device`` choice to the kernel's product device (None = numpy on the CPU)."""
+    if device == "cpu":
+        return None
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else None
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise GwasInputError("--device cuda asked for, but torch sees no CUDA device; use --device cpu")
+    return device
 
 
 @dataclass
@@ -126,6 +141,7 @@ def _chunk_table(
     variant_index: np.ndarray,
     block: tuple[np.ndarray, np.ndarray, np.ndarray],
     mode: str,
+    device: str | None = None,
 ) -> pa.Table:
     """Run every phenotype group on one decoded block (dosage with missing = 0, missing coordinates);
     rows ordered phenotype-major, then variant."""
@@ -135,7 +151,7 @@ def _chunk_table(
     obs_ct = np.empty((n_pheno, m), dtype=np.int64)
     errcode = np.empty((n_pheno, m), dtype=object)
     for group, design in zip(prepared.groups, prepared.designs, strict=True):
-        result = associate_block(*block, design, mode)
+        result = associate_block(*block, design, mode, device)
         columns = group.phenotypes
         stats["A1_FREQ"][columns] = result.a1_freq[None, :]
         obs_ct[columns] = result.obs_ct[None, :]
@@ -173,12 +189,54 @@ def _chunk_table(
     return pa.table(columns, schema=SUMSTATS_SCHEMA)
 
 
+def _write_chunk(
+    prepared: PreparedGwas,
+    index: np.ndarray,
+    path: Path,
+    mode: str,
+    device: str | None,
+    buffer: np.ndarray | None = None,
+) -> int:
+    """Compute one chunk and write it atomically; idempotent, so a retried or repeated chunk is harmless."""
+    block = prepared.fileset.read_zero_missing(index, buffer)
+    with atomic_path(path) as tmp:
+        pq.write_table(_chunk_table(prepared, index, block, mode, device), tmp)
+    return int(index.size)
+
+
+def _run_distributed(
+    prepared: PreparedGwas,
+    chunks: dict[int, np.ndarray],
+    paths: list[Path],
+    options: GwasOptions,
+    device: str | None,
+    bar: tqdm,
+) -> None:
+    """Run the chunks on a Dask distributed cluster; workers must see the same files (shared filesystem)."""
+    from distributed import Client, as_completed
+
+    with Client(options.scheduler) as client:
+        shared = client.scatter(prepared, broadcast=True)
+        futures = [
+            client.submit(
+                _write_chunk, shared, index, paths[i], options.missing_genotype, device, key=f"gwas-chunk-{i}"
+            )
+            for i, index in chunks.items()
+        ]
+        for future in as_completed(futures):
+            bar.update(future.result())
+
+
 def _fingerprint(fileset: PlinkFileset, prepared: PreparedGwas, options: GwasOptions) -> str:
     digest = hashlib.sha256()
     for path in (fileset.bed_path, fileset.bim_path, fileset.fam_path):
         stat = path.stat()
         digest.update(f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode())
-    relevant = {k: v for k, v in asdict(options).items() if k not in ("resume", "progress", "threads")}
+    relevant = {
+        k: v
+        for k, v in asdict(options).items()
+        if k not in ("resume", "progress", "threads", "device", "scheduler")
+    }
     digest.update(json.dumps(relevant, sort_keys=True, default=str).encode())
     digest.update(prepared.variants.tobytes())
     for q, y in zip(prepared.bases, prepared.residuals, strict=True):
@@ -212,6 +270,8 @@ def run_chunks(prepared: PreparedGwas, out: str | os.PathLike, options: GwasOpti
         if not options.resume or previous != fingerprint:
             shutil.rmtree(chunk_dir)
     chunk_dir.mkdir(parents=True, exist_ok=True)
+    for partial in chunk_dir.glob(".*.tmp"):  # left by a killed run: never renamed, so never trusted
+        partial.unlink()
     atomic_write_text(manifest, json.dumps({"fingerprint": fingerprint}))
     variants = prepared.variants
     starts = range(0, variants.size, options.chunk_size)
@@ -225,15 +285,16 @@ def run_chunks(prepared: PreparedGwas, out: str | os.PathLike, options: GwasOpti
         desc="gwas",
         initial=(len(paths) - len(todo)) * options.chunk_size if todo else variants.size,
     )
-    buffer = np.empty((options.chunk_size, 4 * ((prepared.fileset.n_samples + 3) // 4)))
-    with threadpool_limits(options.threads):
-        for i in todo:
-            index = variants[starts[i] : starts[i] + options.chunk_size]
-            block = prepared.fileset.read_zero_missing(index, buffer)
-            table = _chunk_table(prepared, index, block, options.missing_genotype)
-            with atomic_path(paths[i]) as tmp:
-                pq.write_table(table, tmp)
-            bar.update(index.size)
+    chunks = {i: variants[starts[i] : starts[i] + options.chunk_size] for i in todo}
+    device = resolve_device(options.device)
+    if options.scheduler:
+        _run_distributed(prepared, chunks, paths, options, device, bar)
+    else:
+        buffer = np.empty((options.chunk_size, 4 * ((prepared.fileset.n_samples + 3) // 4)))
+        with threadpool_limits(options.threads):
+            for i, index in chunks.items():
+                _write_chunk(prepared, index, paths[i], options.missing_genotype, device, buffer)
+                bar.update(index.size)
     bar.close()
     sumstats = out / "sumstats.parquet"
     merge_chunks(paths, sumstats)

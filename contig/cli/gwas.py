@@ -15,6 +15,8 @@ Examples:
       --covar-name age,sex,PC1,PC2 --maf 0.01 --geno 0.05 --hwe 1e-10 --format plink2 --out run1
   contig gwas --bfile geno --pheno features.parquet --pheno-pca 16 --pheno-quantile-normalize \\
       --covar covar.tsv --out gwas-pcs --resume
+  contig gwas --bfile /shared/geno --pheno /shared/features.parquet --scheduler tcp://head:8786 \\
+      --out /shared/gwas-out        # chunks run on a Dask cluster that sees the same files
 
 \b
 Outputs in OUT: sumstats.parquet (phenotype CHROM POS ID REF ALT A1 A1_FREQ OBS_CT BETA SE T_STAT P
@@ -64,6 +66,14 @@ def _split(values: tuple[str, ...]) -> list[str] | None:
 @click.option("--no-clump", is_flag=True, help="Skip loci.")
 @click.option("--no-plots", is_flag=True, help="Skip Manhattan/QQ plots.")
 @click.option("--resume", is_flag=True, help="Continue an interrupted run in OUT with the same arguments.")
+@click.option(
+    "--device",
+    type=click.Choice(["auto", "cpu", "cuda"]),
+    default="cpu",
+    show_default=True,
+    help="Where the genotype × phenotype products run (float64 on every device).",
+)
+@click.option("--scheduler", default=None, help="Dask distributed scheduler address (e.g. tcp://host:8786).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def command(**kw) -> None:
     """Regress phenotypes (e.g. image features) on every variant: OLS on intercept + dosage + covariates."""
@@ -77,6 +87,8 @@ def command(**kw) -> None:
         covar_variance_standardize=kw["covar_variance_standardize"],
         resume=kw["resume"],
         progress=not kw["quiet"],
+        device=kw["device"],
+        scheduler=kw["scheduler"],
     )
     pheno = prepare_phenotype_table(
         fileset, kw["pheno"], kw["covar"], options, kw["pheno_pca"], kw["pheno_residualize"],
