@@ -48,7 +48,8 @@ def _make_data(folder: Path, n: int, m: int, missing: float, n_pheno: int, seed:
     ids = {"#FID": fam[0], "IID": fam[1]}
     pheno = pd.DataFrame({**ids, **{f"f{j}": rng.normal(size=n) for j in range(n_pheno)}})
     pheno.to_csv(folder / f"pheno_{n_pheno}.txt", sep="\t", index=False, float_format="%.10g")
-    covar = pd.DataFrame({**ids, **{f"c{j}": rng.normal(size=n) for j in range(3)}})
+    covariate_rng = np.random.default_rng(seed + 1)  # the same covariates whatever P is
+    covar = pd.DataFrame({**ids, **{f"c{j}": covariate_rng.normal(size=n) for j in range(3)}})
     covar.to_csv(folder / "covar.txt", sep="\t", index=False, float_format="%.10g")
     return prefix
 

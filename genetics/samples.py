@@ -28,12 +28,19 @@ def _normalise_header(columns: list[str]) -> list[str]:
     return [n.upper() if n.upper() in ID_COLUMNS else n for n in names]
 
 
-def read_sample_table(path: str | os.PathLike) -> pd.DataFrame:
+_ID_SPELLINGS = ("FID", "IID", "#FID", "#IID", "fid", "iid", "#fid", "#iid")
+
+
+def read_sample_table(path: str | os.PathLike, infer_types: bool = False) -> pd.DataFrame:
     """Read a table keyed by sample ID with a header naming ``IID`` (and optionally ``FID``).
 
+    Args:
+        infer_types: parse numeric columns as numbers (``NA``/``nan``/empty become NaN) instead of
+            keeping every value a string; ID columns stay strings either way.
+
     Returns:
-        DataFrame with ``IID`` (and ``FID`` if present) first, other columns as strings (parquet keeps
-        its own types). Row order is the file's.
+        DataFrame with ``IID`` (and ``FID`` if present) first, other columns as strings (or inferred
+        types; parquet keeps its own types). Row order is the file's.
     """
     path = Path(path)
     if not path.is_file():
@@ -42,10 +49,12 @@ def read_sample_table(path: str | os.PathLike) -> pd.DataFrame:
     try:
         if path.suffix.lower() == ".parquet":
             table = pl.read_parquet(path).to_pandas()
-        elif path.suffix.lower() == ".csv" or suffix == ".csv.gz":
-            table = pd.read_csv(path, dtype=str, keep_default_na=False)
         else:
-            table = pd.read_csv(path, sep=r"\s+", dtype=str, keep_default_na=False, engine="c")
+            dtype = dict.fromkeys(_ID_SPELLINGS, str) if infer_types else str
+            csv = path.suffix.lower() == ".csv" or suffix == ".csv.gz"
+            table = pd.read_csv(
+                path, sep="," if csv else r"\s+", dtype=dtype, keep_default_na=infer_types, engine="c"
+            )
     except (pd.errors.ParserError, pl.exceptions.PolarsError, UnicodeDecodeError) as error:
         raise TableFormatError(f"{path}: cannot parse table ({error})") from None
     table.columns = _normalise_header(list(table.columns))

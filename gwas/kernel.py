@@ -33,6 +33,7 @@ CONST_ALLELE = "CONST_OMITTED_ALLELE"
 TOO_FEW_SAMPLES = "SAMPLE_CT<=PREDICTOR_CT"
 VIF_TOO_HIGH = "VIF_TOO_HIGH"
 ALL_MISSING = "ALL_MISSING"
+ERRCODES = (OK, CONST_ALLELE, TOO_FEW_SAMPLES, VIF_TOO_HIGH, ALL_MISSING)
 
 # A genotype whose variance left after covariates is below this fraction of its own variance has a
 # variance inflation factor above 1 / _VIF_FRACTION = 50 (plink2's default --vif).

@@ -28,6 +28,13 @@ class SampleMatrix:
 
 
 def _to_float(column: pd.Series, source: str, name: str) -> np.ndarray:
+    try:  # fast path: every value parses (missing codes included: "NA"/"nan" → NaN, "-9" handled below)
+        values = pd.to_numeric(column.where(column != "", "nan")).to_numpy(dtype=np.float64)
+        values[values == -9] = np.nan
+        if not np.isinf(values).any():
+            return values
+    except (ValueError, TypeError):
+        pass
     text = column.astype(str).str.strip()
     missing = text.isin(MISSING_CODES)
     values = pd.to_numeric(text.where(~missing), errors="coerce").to_numpy(dtype=np.float64)
@@ -64,15 +71,22 @@ def load_phenotypes(
     path: str, fam: pd.DataFrame, names: list[str] | None = None, table: pd.DataFrame | None = None
 ) -> SampleMatrix:
     """Read phenotype columns (all non-ID columns by default) aligned to ``fam``."""
-    table = read_sample_table(path) if table is None else table
+    table = read_sample_table(path, infer_types=True) if table is None else table
     columns = _select_columns(table, names, str(path), "--pheno-name")
     if not columns:
         raise GwasInputError(f"{path}: no phenotype columns besides FID/IID")
-    if any(pd.api.types.is_numeric_dtype(table[c]) for c in columns):
-        values = np.column_stack([table[c].to_numpy(dtype=np.float64) for c in columns])
-        values[values == -9] = np.nan
-    else:
-        values = np.column_stack([_to_float(table[c], str(path), c) for c in columns])
+    values = np.column_stack(
+        [
+            table[c].to_numpy(dtype=np.float64)
+            if pd.api.types.is_numeric_dtype(table[c])
+            else _to_float(table[c], str(path), c)
+            for c in columns
+        ]
+    )
+    values[values == -9] = np.nan
+    if np.isinf(values).any():
+        column = columns[int(np.flatnonzero(np.isinf(values).any(axis=0))[0])]
+        raise GwasInputError(f"{path}: column {column!r} contains infinite values; set them to NA")
     return SampleMatrix(_aligned(fam, table, values, str(path)), columns)
 
 
@@ -84,7 +98,7 @@ def load_covariates(
     table: pd.DataFrame | None = None,
 ) -> SampleMatrix:
     """Read covariates aligned to ``fam``; categorical columns become level indicators."""
-    table = read_sample_table(path) if table is None else table
+    table = read_sample_table(path, infer_types=True) if table is None else table
     columns = _select_columns(table, names, str(path), "--covar-name")
     blocks, out_names = [], []
     for name in columns:

@@ -14,6 +14,7 @@ import os
 import shutil
 import time
 import warnings
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -27,9 +28,9 @@ from tqdm.auto import tqdm
 from genetics._atomic import atomic_path, atomic_write_text
 from genetics.plink import PlinkFileset
 from gwas.errors import GwasInputError
-from gwas.kernel import GroupDesign, associate_block, covariate_basis, residualize
+from gwas.kernel import ERRCODES, GroupDesign, associate_block, covariate_basis, residualize
 from gwas.phenotypes import PhenotypeGroup, group_by_missingness, load_covariates, load_phenotypes
-from gwas.sumstats import SUMSTATS_SCHEMA, merge_chunks
+from gwas.sumstats import SUMSTATS_SCHEMA
 
 
 @dataclass
@@ -76,6 +77,35 @@ class PreparedGwas:
     skipped: dict[str, str] = field(default_factory=dict)  # phenotype -> reason
 
 
+# A phenotype whose residual sum of squares after the covariates is below this fraction of its centred
+# sum of squares is a linear combination of them; its t statistics would be rounding noise.
+_EXPLAINED_TOL = 1e-10
+
+
+def _sum_sq(values: np.ndarray) -> np.ndarray:
+    return np.einsum("ij,ij->j", values, values)
+
+
+def _raw_group_values(
+    values: np.ndarray, columns: list[int], groups: list[PhenotypeGroup]
+) -> list[np.ndarray]:
+    return [values[np.ix_(g.samples, np.asarray(columns)[g.phenotypes])] for g in groups]
+
+
+def _residualized_groups(
+    values: np.ndarray,
+    columns: list[int],
+    cov_values: np.ndarray,
+    cov_names: list[str],
+    sample_mask: np.ndarray | None,
+) -> tuple[list[PhenotypeGroup], list[np.ndarray], list[np.ndarray]]:
+    """Group phenotype ``columns`` by missingness; per group the covariate basis and residualized values."""
+    groups = group_by_missingness(values[:, columns], cov_values, sample_mask)
+    bases = [covariate_basis(cov_values[g.samples], cov_names) for g in groups]
+    raw = _raw_group_values(values, columns, groups)
+    return groups, bases, [residualize(q, y) for q, y in zip(bases, raw, strict=True)]
+
+
 def prepare(
     fileset: PlinkFileset,
     pheno: str | os.PathLike | pd.DataFrame,
@@ -116,14 +146,27 @@ def prepare(
         warnings.warn(f"phenotype {name!r} skipped: {reason}", stacklevel=2)
     if not keep_columns:
         raise GwasInputError(f"no phenotype can be analysed: {skipped}")
+    groups, bases, residuals = _residualized_groups(
+        phen.values, keep_columns, cov_values, cov_names, sample_mask
+    )
+    explained = [
+        int(np.asarray(keep_columns)[g.phenotypes][c])
+        for g, y_raw, y in zip(
+            groups, _raw_group_values(phen.values, keep_columns, groups), residuals, strict=True
+        )
+        for c in np.flatnonzero(_sum_sq(y) <= _EXPLAINED_TOL * _sum_sq(y_raw - y_raw.mean(axis=0)))
+    ]
+    if explained:
+        for j in explained:
+            skipped[phen.names[j]] = "explained exactly by the covariates (residual variance ~ 0)"
+            warnings.warn(f"phenotype {phen.names[j]!r} skipped: {skipped[phen.names[j]]}", stacklevel=2)
+        keep_columns = [j for j in keep_columns if j not in explained]
+        if not keep_columns:
+            raise GwasInputError(f"no phenotype can be analysed: {skipped}")
+        groups, bases, residuals = _residualized_groups(
+            phen.values, keep_columns, cov_values, cov_names, sample_mask
+        )
     names = [phen.names[j] for j in keep_columns]
-    groups = group_by_missingness(phen.values[:, keep_columns], cov_values, sample_mask)
-    bases, residuals = [], []
-    for group in groups:
-        q = covariate_basis(cov_values[group.samples], cov_names)
-        y = phen.values[np.ix_(group.samples, np.asarray(keep_columns)[group.phenotypes])]
-        bases.append(q)
-        residuals.append(residualize(q, y))
     designs = [
         GroupDesign.build(fileset.n_samples, g.samples, q, y)
         for g, q, y in zip(groups, bases, residuals, strict=True)
@@ -149,13 +192,13 @@ def _chunk_table(
     n_pheno = len(prepared.phenotype_names)
     stats = {c: np.empty((n_pheno, m)) for c in ("A1_FREQ", "BETA", "SE", "T_STAT", "P", "LOG10_P")}
     obs_ct = np.empty((n_pheno, m), dtype=np.int64)
-    errcode = np.empty((n_pheno, m), dtype=object)
+    errcode = np.empty((n_pheno, m), dtype=np.int32)  # index into ERRCODES
     for group, design in zip(prepared.groups, prepared.designs, strict=True):
         result = associate_block(*block, design, mode, device)
         columns = group.phenotypes
         stats["A1_FREQ"][columns] = result.a1_freq[None, :]
         obs_ct[columns] = result.obs_ct[None, :]
-        errcode[columns] = result.errcode[None, :]
+        errcode[columns] = pd.Categorical(result.errcode, categories=ERRCODES).codes[None, :]
         for name, values in (
             ("BETA", result.beta),
             ("SE", result.se),
@@ -184,9 +227,53 @@ def _chunk_table(
         "A1_FREQ": pa.array(stats["A1_FREQ"].ravel()),
         "OBS_CT": pa.array(obs_ct.ravel()),
         **{c: pa.array(stats[c].ravel()) for c in ("BETA", "SE", "T_STAT", "P", "LOG10_P")},
-        "ERRCODE": pa.array(errcode.ravel().astype(str)),
+        "ERRCODE": pa.DictionaryArray.from_arrays(pa.array(errcode.ravel()), pa.array(ERRCODES)).cast(
+            pa.string()
+        ),
     }
     return pa.table(columns, schema=SUMSTATS_SCHEMA)
+
+
+class _Assembler:
+    """Writes finished chunks in order on one background thread: the chunk file (the resume journal),
+    then its rows appended to the final parquet file and its LOG10_P to the memory map.
+
+    File writing releases the GIL, so it overlaps the next chunk's computation. At most two chunks wait.
+    """
+
+    def __init__(self, target: Path, log10_p: np.ndarray, starts: list[int]):
+        self._writer = pq.ParquetWriter(target, SUMSTATS_SCHEMA)
+        self._log10_p, self._starts = log10_p, starts
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gwas-writer")
+        self._pending: list[Future] = []
+        self._next = 0
+
+    def add(self, path: Path, table: pa.Table | None = None) -> None:
+        """Queue chunk ``path``: ``table`` freshly computed, or None to reuse the file already there."""
+        while len(self._pending) >= 2:
+            self._pending.pop(0).result()
+        index, self._next = self._next, self._next + 1
+        self._pending.append(self._pool.submit(self._write, index, path, table))
+
+    def _write(self, index: int, path: Path, table: pa.Table | None) -> None:
+        if table is None:
+            table = pq.read_table(path, schema=SUMSTATS_SCHEMA)
+        else:
+            with atomic_path(path) as tmp:
+                pq.write_table(table, tmp)
+        self._writer.write_table(table)
+        values = table.column("LOG10_P").to_numpy()
+        n_pheno = self._log10_p.shape[0]
+        start = self._starts[index]
+        self._log10_p[:, start : start + values.size // n_pheno] = values.reshape(n_pheno, -1)
+
+    def close(self) -> None:
+        try:
+            for future in self._pending:
+                future.result()
+        finally:
+            self._pool.shutdown(wait=True)
+            self._writer.close()
 
 
 def _write_chunk(
@@ -270,8 +357,8 @@ def run_chunks(prepared: PreparedGwas, out: str | os.PathLike, options: GwasOpti
         if not options.resume or previous != fingerprint:
             shutil.rmtree(chunk_dir)
     chunk_dir.mkdir(parents=True, exist_ok=True)
-    for partial in chunk_dir.glob(".*.tmp"):  # left by a killed run: never renamed, so never trusted
-        partial.unlink()
+    for partial in [*chunk_dir.glob(".*.tmp"), *out.glob(".sumstats.parquet.*.tmp")]:
+        partial.unlink()  # left by a killed run: never renamed, so never trusted
     atomic_write_text(manifest, json.dumps({"fingerprint": fingerprint}))
     variants = prepared.variants
     starts = range(0, variants.size, options.chunk_size)
@@ -287,29 +374,34 @@ def run_chunks(prepared: PreparedGwas, out: str | os.PathLike, options: GwasOpti
     )
     chunks = {i: variants[starts[i] : starts[i] + options.chunk_size] for i in todo}
     device = resolve_device(options.device)
-    if options.scheduler:
-        _run_distributed(prepared, chunks, paths, options, device, bar)
-    else:
-        buffer = np.empty((options.chunk_size, 4 * ((prepared.fileset.n_samples + 3) // 4)))
-        with threadpool_limits(options.threads):
-            for i, index in chunks.items():
-                _write_chunk(prepared, index, paths[i], options.missing_genotype, device, buffer)
-                bar.update(index.size)
-    bar.close()
     sumstats = out / "sumstats.parquet"
-    merge_chunks(paths, sumstats)
     log10_p = np.lib.format.open_memmap(
         chunk_dir / "log10p.npy",
         mode="w+",
         dtype=np.float64,
         shape=(len(prepared.phenotype_names), variants.size),
     )
-    m_done = 0
-    for path in paths:
-        values = pq.read_table(path, columns=["LOG10_P"]).column(0).to_numpy()
-        m = values.size // len(prepared.phenotype_names)
-        log10_p[:, m_done : m_done + m] = values.reshape(len(prepared.phenotype_names), m)
-        m_done += m
+    with atomic_path(sumstats) as tmp:
+        assembler = _Assembler(tmp, log10_p, list(starts))
+        try:
+            if options.scheduler:
+                _run_distributed(prepared, chunks, paths, options, device, bar)
+                for path in paths:
+                    assembler.add(path)
+            else:
+                buffer = np.empty((options.chunk_size, 4 * ((prepared.fileset.n_samples + 3) // 4)))
+                with threadpool_limits(options.threads):
+                    for i, path in enumerate(paths):
+                        if i not in chunks:
+                            assembler.add(path)
+                            continue
+                        block = prepared.fileset.read_zero_missing(chunks[i], buffer)
+                        table = _chunk_table(prepared, chunks[i], block, options.missing_genotype, device)
+                        assembler.add(path, table)
+                        bar.update(chunks[i].size)
+        finally:
+            assembler.close()
+    bar.close()
     log10_p.flush()
     seconds = time.perf_counter() - start
     return GwasRun(out, sumstats, prepared.phenotype_names, variants, log10_p, prepared.skipped, seconds)

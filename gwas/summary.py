@@ -21,14 +21,20 @@ def effective_number_of_phenotypes(phenotypes: np.ndarray) -> float:
     """Li & Ji (2005) effective number of tests from the phenotype correlation matrix.
 
     Args:
-        phenotypes: (N, P) with NaN; correlations use pairwise-complete samples.
+        phenotypes: (N, P) with NaN; correlations use the samples complete for every phenotype, or
+            pairwise-complete samples when fewer than 10 are.
 
     Returns:
         P_eff = Σ_i [1(|λ_i| ≥ 1) + (|λ_i| − floor(|λ_i|))] over eigenvalues λ of the correlation matrix.
     """
     if phenotypes.shape[1] == 1:
         return 1.0
-    correlation = pd.DataFrame(phenotypes).corr().fillna(0.0).to_numpy()
+    complete = ~np.isnan(phenotypes).any(axis=1)
+    if complete.sum() >= 10:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            correlation = np.nan_to_num(np.corrcoef(phenotypes[complete], rowvar=False))
+    else:
+        correlation = pd.DataFrame(phenotypes).corr().fillna(0.0).to_numpy()
     np.fill_diagonal(correlation, 1.0)
     eigenvalues = np.abs(np.linalg.eigvalsh(correlation))
     return float(np.sum((eigenvalues >= 1) + (eigenvalues - np.floor(eigenvalues))))

@@ -7,12 +7,10 @@ The canonical table is long format, one row per (phenotype, variant), with plink
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from genetics._atomic import atomic_path
 
@@ -51,17 +49,6 @@ GWAS_SSF_COLUMNS = (
     "variant_id",
     "n",
 )
-
-
-def merge_chunks(chunk_paths: list[Path], target: str | os.PathLike) -> None:
-    """Concatenate per-chunk parquet files (in the given order) into one file, streaming, atomically."""
-    with atomic_path(target) as tmp:
-        writer = pq.ParquetWriter(tmp, SUMSTATS_SCHEMA)
-        try:
-            for path in chunk_paths:
-                writer.write_table(pq.read_table(path, schema=SUMSTATS_SCHEMA))
-        finally:
-            writer.close()
 
 
 def _format_g(values: np.ndarray) -> list[str]:

@@ -184,3 +184,21 @@ def test_kill_minus_9_then_resume_gives_identical_bytes(tmp_path):
     assert resumed.returncode == 0, resumed.stderr
     assert not list(out.rglob("*.tmp"))  # the killed run's partial temporary file was cleaned up
     assert (out / "sumstats.parquet").read_bytes() == (tmp_path / "whole" / "sumstats.parquet").read_bytes()
+
+
+def test_phenotype_explained_by_covariates_is_skipped(data, tmp_path):
+    pheno = pd.read_csv(data["pheno"], sep="\t")
+    covar = pd.read_csv(data["covar"], sep="\t")
+    pheno["age_again"] = pd.to_numeric(covar["age"], errors="coerce") * 2.0 + 1.0
+    path = tmp_path / "pheno.tsv"
+    pheno.to_csv(path, sep="\t", index=False, na_rep="NA")
+    with pytest.warns(UserWarning, match="'age_again' skipped: explained exactly by the covariates"):
+        result = CliRunner().invoke(
+            cli,
+            ["gwas", "--bfile", str(data["prefix"]), "--pheno", str(path), "--covar", str(data["covar"]),
+             "--out", str(tmp_path / "e"), "--quiet", "--no-plots", "--no-clump"],
+            catch_exceptions=False,
+        )  # fmt: skip
+    assert result.exit_code == 0
+    sumstats = pd.read_parquet(tmp_path / "e" / "sumstats.parquet")
+    assert "age_again" not in set(sumstats["phenotype"]) and np.isfinite(sumstats["LOG10_P"]).any()

@@ -77,6 +77,19 @@ def test_collinear_covariates_raise_naming_the_column():
         covariate_basis(np.column_stack([age, 2 * age]), ["age", "age_copy"])
 
 
+def test_log10_p_in_the_underflow_range_equals_extended_precision():
+    mpmath = pytest.importorskip("mpmath")
+    t = np.array([38.0, 49.2, 372.7, 60.0, 200.0])
+    dof = np.array([9996.0, 9996.0, 9996.0, 5000.0, 150.0])
+    _, log10_p = t_test_pvalues(t, dof)
+    with mpmath.workdps(40):
+        reference = [
+            float(-mpmath.log10(mpmath.betainc(d / 2, 0.5, 0, d / (d + x * x), regularized=True)))
+            for x, d in zip(t, dof, strict=True)
+        ]
+    np.testing.assert_allclose(log10_p, reference, rtol=1e-12)
+
+
 def test_log10_p_does_not_underflow():
     p, log10_p = t_test_pvalues(np.array([60.0, 200.0]), 5000)
     assert (p == 0).all()
