@@ -204,6 +204,13 @@ class PlinkFileset:
             )
         return self._bed
 
+    def _raw_rows(self, variants: np.ndarray) -> np.ndarray:
+        """(m, bytes_per_variant) raw .bed rows; one slice read when the indices are consecutive."""
+        bed = self._memmap()
+        if variants.size and np.all(np.diff(variants) == 1):
+            return np.asarray(bed[variants[0] : variants[-1] + 1])
+        return bed[variants]
+
     def _read_pandas_plink(self, variants: np.ndarray, samples: np.ndarray | None) -> np.ndarray:
         if self._pandas_plink is None:
             from pandas_plink import read_plink1_bin
@@ -240,12 +247,7 @@ class PlinkFileset:
             samples = np.asarray(samples, dtype=np.int64)
         if self.backend == "pandas-plink":
             return self._read_pandas_plink(variants, samples)
-        bed = self._memmap()
-        if variants.size and np.all(np.diff(variants) == 1):
-            raw = np.asarray(bed[variants[0] : variants[-1] + 1])
-        else:
-            raw = bed[variants]
-        return decode_variants(raw, self.n_samples, samples)
+        return decode_variants(self._raw_rows(variants), self.n_samples, samples)
 
     def read_zero_missing(
         self, variants: np.ndarray, out: np.ndarray | None = None
@@ -257,12 +259,7 @@ class PlinkFileset:
         Returns:
             (dosage (N, m) float64, missing_samples (e,), missing_variants (e,) positions within the chunk).
         """
-        variants = np.asarray(variants, dtype=np.int64)
-        bed = self._memmap()
-        if variants.size and np.all(np.diff(variants) == 1):
-            raw = np.asarray(bed[variants[0] : variants[-1] + 1])
-        else:
-            raw = bed[variants]
+        raw = self._raw_rows(np.asarray(variants, dtype=np.int64))
         return decode_variants_zero_missing(raw, self.n_samples, out)
 
     def iter_chunks(

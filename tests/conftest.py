@@ -21,6 +21,14 @@ def plink2_bin() -> str:
     return path
 
 
+@pytest.fixture(scope="session")
+def plink19_bin() -> str:
+    path = shutil.which("plink1.9")
+    if path is None:
+        pytest.skip("plink1.9 is absent on this machine (CI installs Debian's plink1.9 package)")
+    return path
+
+
 def run_binary(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
     """Run an external tool and fail the test with its log when it fails."""
     result = subprocess.run(args, cwd=cwd, capture_output=True, text=True)

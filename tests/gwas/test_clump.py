@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import warnings
 from pathlib import Path
@@ -26,11 +25,8 @@ from gwas.clump import (
 
 
 @pytest.fixture(scope="module")
-def plink19() -> str:
-    path = shutil.which("plink1.9")
-    if path is None:
-        pytest.skip("plink1.9 is not on PATH; the comparison with plink1.9 --clump cannot run")
-    return path
+def plink19(plink19_bin) -> str:
+    return plink19_bin
 
 
 def _fam(n: int, nonfounders: int = 0) -> pd.DataFrame:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import shutil
 import subprocess
 
 import numpy as np
@@ -18,11 +17,8 @@ from gwas.prepare import PrepareError, inverse_normal_transform, pca, residualiz
 
 
 @pytest.fixture(scope="module")
-def plink2() -> str:
-    path = shutil.which("plink2")
-    if path is None:
-        pytest.skip("plink2 is not on PATH; the comparison with --pheno-quantile-normalize cannot run")
-    return path
+def plink2(plink2_bin) -> str:
+    return plink2_bin
 
 
 def features_with_ties(n: int = 257, seed: int = 0) -> np.ndarray:
