@@ -1,0 +1,126 @@
+"""Flags shared by every training command (``pretrain``, ``ssl``, ``finetune``, ``translate``, ``mil train``).
+
+``@training_options`` adds ``--config FILE``, ``--out DIR``, ``--max-steps N``, ``--epochs N``,
+``--batch-size N``, ``--seed N``, ``--device auto|cpu|cuda``, ``--resume`` and trailing ``KEY=VALUE``
+overrides. ``resolve_training_config(cls, kwargs)`` turns them into the command's config dataclass:
+defaults → YAML file → ``KEY=VALUE`` overrides → explicit flags (the last one wins). With ``--resume``
+and no ``--config``, the run directory's own ``config.yaml`` is the starting point, so
+``contig ssl --out run1 --resume`` continues with the settings ``run1`` was started with.
+
+Usage in a command module::
+
+    @click.command("ssl")
+    @training_options
+    def command(**kwargs):
+        config = resolve_training_config(SslConfig, kwargs)
+        Trainer(model, loss_fn, data, config).fit(resume=kwargs["resume"])
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from imaging.training.config import ConfigError, apply_overrides, from_dict, load_config
+
+T = TypeVar("T")
+
+# flag keyword → config field
+FLAG_FIELDS = {
+    "out": "out",
+    "max_steps": "max_steps",
+    "epochs": "epochs",
+    "batch_size": "batch_size",
+    "seed": "seed",
+    "device": "device",
+}
+TRAINING_KEYS = ("config_path", "resume", "overrides", *FLAG_FIELDS)
+
+_TRAINING_FLAGS = [
+    click.option(
+        "--config",
+        "config_path",
+        type=click.Path(exists=True, dir_okay=False),
+        default=None,
+        metavar="FILE",
+        help="YAML configuration; KEY=VALUE overrides and the flags below take precedence.",
+    ),
+    click.option(
+        "--out", default=None, metavar="DIR", help="Run directory (config.yaml, metrics, checkpoints)."
+    ),
+    click.option(
+        "--max-steps", type=click.IntRange(min=1), default=None, metavar="N", help="Optimizer steps."
+    ),
+    click.option(
+        "--epochs", type=click.IntRange(min=1), default=None, metavar="N", help="Passes over the data."
+    ),
+    click.option(
+        "--batch-size",
+        type=click.IntRange(min=1),
+        default=None,
+        metavar="N",
+        help="Samples per step per process.",
+    ),
+    click.option(
+        "--seed", type=int, default=None, metavar="N", help="Seed of initialisation and data order."
+    ),
+    click.option(
+        "--device",
+        type=click.Choice(["auto", "cpu", "cuda"]),
+        default=None,
+        help="Where to train [default: auto].",
+    ),
+    click.option("--resume", is_flag=True, help="Continue from last.* in the run directory."),
+    click.argument("overrides", nargs=-1, metavar="[KEY=VALUE]..."),
+]
+
+
+def training_options(function: Callable) -> Callable:
+    """Add the common training flags and the variadic ``KEY=VALUE`` overrides to a click command."""
+    for decorator in reversed(_TRAINING_FLAGS):
+        function = decorator(function)
+    return function
+
+
+def resolve_training_config(cls: type[T], kwargs: dict[str, Any]) -> T:
+    """Build ``cls`` from the flags in ``kwargs``: defaults → ``--config`` (or, with ``--resume``, the run
+    directory's ``config.yaml``) → ``KEY=VALUE`` overrides → explicit flags.
+
+    Raises:
+        click.ClickException: a one-line reason for a bad file, key or value.
+    """
+    try:
+        config = _base_config(cls, kwargs)
+        config = apply_overrides(config, kwargs.get("overrides") or ())
+        flags = [
+            f"{field}={kwargs[flag]}" for flag, field in FLAG_FIELDS.items() if kwargs.get(flag) is not None
+        ]
+        return apply_overrides(config, flags)
+    except ConfigError as error:
+        raise click.ClickException(" ".join(str(error).split())) from None
+
+
+def _base_config(cls: type[T], kwargs: dict[str, Any]) -> T:
+    if kwargs.get("config_path"):
+        return load_config(kwargs["config_path"], cls)
+    if kwargs.get("resume"):
+        from_overrides = [o.partition("=")[2] for o in kwargs.get("overrides") or () if o.startswith("out=")]
+        out = kwargs.get("out") or (from_overrides[-1] if from_overrides else _default_out(cls))
+        saved = Path(out) / "config.yaml" if out else None
+        if saved is not None and saved.is_file():
+            return load_config(saved, cls)
+    return from_dict(cls, {})
+
+
+def _default_out(cls: type) -> str | None:
+    for field in dataclasses.fields(cls):  # type: ignore[arg-type]
+        if field.name == "out" and field.default is not dataclasses.MISSING:
+            return str(field.default)
+    return None
+
+
+__all__ = ["FLAG_FIELDS", "TRAINING_KEYS", "resolve_training_config", "training_options"]
