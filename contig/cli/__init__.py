@@ -29,6 +29,7 @@ SUBCOMMANDS = {
     "demo": "contig.cli.demo",
     "gwas": "contig.cli.gwas",
     "pgs": "contig.cli.pgs",
+    "simulate": "contig.cli.simulate",
 }
 
 
