@@ -28,6 +28,7 @@ SUBCOMMANDS = {
     "burden": "contig.cli.burden",
     "demo": "contig.cli.demo",
     "gwas": "contig.cli.gwas",
+    "mil": "contig.cli.mil",
     "pgs": "contig.cli.pgs",
     "simulate": "contig.cli.simulate",
 }

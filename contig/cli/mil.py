@@ -1,0 +1,218 @@
+"""`contig mil`: the interpretable multiple-instance caries model (simulate, train, predict).
+
+Library code lives in ``imaging.mil``; this module only turns flags into keyword arguments.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import click
+
+from contig.cli._training import resolve_training_config, training_options
+from imaging.errors import ImagingError
+from imaging.training.config import TrainingConfig
+
+EPILOG = """\b
+Examples:
+  contig mil simulate --out bitewings --n 400
+  contig mil train --data bitewings/labels.csv --out runs/mil --max-steps 500 backbone=resnet18
+  contig mil train --data bitewings/labels.csv --out runs/mil-unguided guide_patch=0 guide_attention=0
+  contig mil predict --run runs/mil --images bitewings/images --out predictions
+  contig mil predict --run runs/mil --images bitewings/images --exclude region.png --out predictions
+"""
+
+
+@dataclass
+class MILConfig(TrainingConfig):
+    """``contig mil train`` configuration: the shared training fields plus data, model and guidance."""
+
+    out: str = "runs/mil"
+    epochs: int | None = 20
+    batch_size: int = 16
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    warmup_steps: int = 20
+    data: str = ""  # labels CSV (image, label[, mask])
+    val_data: str | None = None  # optional validation CSV; then monitor defaults to val_auroc
+    image_col: str = "image"
+    label_col: str = "label"
+    mask_col: str = "mask"
+    flip: bool = True
+    backbone: str = "resnet18"
+    pretrained: str | None = None  # local backbone checkpoint; never downloaded
+    pooling: Literal["interpretable", "attention", "mean", "max"] = "interpretable"
+    num_classes: int = 1
+    feature_stride: int | None = 8
+    patch_size: int = 2
+    patch_stride: int | None = None
+    embed_dim: int = 128
+    attention_dim: int = 64
+    k_min: float = 1.0
+    attention_bias: float = -2.0  # initial attention logit bias (σ(−2) ≈ 0.12)
+    dropout: float = 0.0
+    guide_patch: float = 1.0  # weight of the patch-probability guidance on images with masks
+    guide_attention: float = 0.5  # weight of the attention guidance
+    min_coverage: float = 0.0  # a patch is a lesion patch when more than this fraction is lesion
+
+
+def _fail(error: Exception) -> click.ClickException:
+    return click.ClickException(" ".join(str(error).split()))
+
+
+@click.group("mil", epilog=EPILOG)
+def command() -> None:
+    """Interpretable, interactive multiple-instance model for caries in bitewing radiographs.
+
+    Trained with image-level labels (and masks where some images have them), it outputs a heatmap of
+    local patch probabilities from which the prediction is made, Σ w·p / max(Σ w, k_min).
+    """
+
+
+@command.command("simulate")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Folder to write.")
+@click.option("--n", type=click.IntRange(min=1), default=200, show_default=True, help="Images.")
+@click.option("--height", type=click.IntRange(min=32), default=128, show_default=True)
+@click.option("--width", type=click.IntRange(min=32), default=256, show_default=True)
+@click.option("--positive-fraction", type=click.FloatRange(0, 1), default=0.5, show_default=True)
+@click.option(
+    "--mask-fraction",
+    type=click.FloatRange(0, 1),
+    default=1.0,
+    show_default=True,
+    help="Share of images that keep their lesion mask.",
+)
+@click.option("--seed", type=int, default=0, show_default=True)
+def simulate(out, n, height, width, positive_fraction, mask_fraction, seed) -> None:
+    """Write synthetic bitewings: images/*.png, masks/*.png, labels.csv."""
+    from imaging.mil.synthetic_bitewing import simulate_bitewings
+
+    try:
+        path = simulate_bitewings(out, n, height, width, positive_fraction, mask_fraction, seed)
+    except (ImagingError, ValueError) as error:
+        raise _fail(error) from None
+    click.echo(f"wrote {n} images and {path}")
+
+
+@command.command("train")
+@click.option("--data", default=None, metavar="CSV", help="Labels CSV (same as data=CSV).")
+@click.option("--val-data", default=None, metavar="CSV", help="Validation CSV (same as val_data=CSV).")
+@training_options
+def train(data, val_data, **kwargs) -> None:
+    """Train a MIL model (any KEY=VALUE of the configuration, e.g. pooling=attention guide_patch=0)."""
+    import torch
+
+    from imaging.mil import MILFolderDataset, MILLoss, create_mil_model, make_eval_fn, save_model_config
+    from imaging.training import Trainer
+
+    extra = [f"{key}={value}" for key, value in (("data", data), ("val_data", val_data)) if value is not None]
+    kwargs["overrides"] = (*extra, *(kwargs.get("overrides") or ()))
+    config = resolve_training_config(MILConfig, kwargs)
+    if not config.data:
+        raise click.UsageError("give the labels CSV with --data CSV (or data=CSV)")
+    if config.val_data and config.monitor == "loss":
+        config = dataclasses.replace(config, monitor="val_auroc", mode="max")
+    try:
+        dataset_args = {
+            "image_col": config.image_col,
+            "label_col": config.label_col,
+            "mask_col": config.mask_col,
+            "num_classes": config.num_classes,
+        }
+        train_data = MILFolderDataset(config.data, flip=config.flip, **dataset_args)
+        eval_fn = make_eval_fn(MILFolderDataset(config.val_data, **dataset_args)) if config.val_data else None
+        torch.manual_seed(config.seed)  # the model's initialisation
+        model = create_mil_model(
+            config.pooling,
+            backbone=config.backbone,
+            pretrained=config.pretrained or False,
+            **{key: getattr(config, key) for key in _MODEL_KEYS},
+        )
+        loss_fn = MILLoss(config.guide_patch, config.guide_attention, config.min_coverage)
+        if kwargs["resume"] or not (Path(config.out) / "last.state.safetensors").is_file():
+            save_model_config(model, config.out)  # else the trainer refuses to overwrite the run
+        result = Trainer(model, loss_fn, train_data, config, eval_fn=eval_fn).fit(resume=kwargs["resume"])
+    except ImagingError as error:
+        raise _fail(error) from None
+    click.echo(f"trained to step {result['step']}; run directory {Path(config.out)}")
+
+
+_MODEL_KEYS = (
+    "num_classes",
+    "feature_stride",
+    "patch_size",
+    "patch_stride",
+    "embed_dim",
+    "attention_dim",
+    "k_min",
+    "attention_bias",
+    "dropout",
+)
+
+
+@command.command("predict")
+@click.option(
+    "--run", "run_dir", required=True, type=click.Path(exists=True, file_okay=False), help="Run directory."
+)
+@click.option(
+    "--images", required=True, type=click.Path(exists=True, file_okay=False), help="Folder of images."
+)
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Folder for heatmaps and JSON.")
+@click.option(
+    "--attend",
+    "attend_path",
+    type=click.Path(exists=True, dir_okay=False),
+    help="Attend only inside this mask (PNG).",
+)
+@click.option(
+    "--exclude",
+    "exclude_path",
+    type=click.Path(exists=True, dir_okay=False),
+    help="Never attend inside this mask (PNG).",
+)
+@click.option(
+    "--threshold",
+    type=click.FloatRange(0, 1, min_open=True),
+    default=0.5,
+    show_default=True,
+    help="Patch area inside the mask that makes a patch inside.",
+)
+@click.option("--soft", is_flag=True, help="Scale attention by the covered fraction instead of thresholding.")
+@click.option("--checkpoint", type=click.Choice(["best", "last"]), default="best", show_default=True)
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+def predict(run_dir, images, out, attend_path, exclude_path, threshold, soft, checkpoint, device) -> None:
+    """Heatmap overlay PNG, per-image JSON (patch probabilities and attention) and predictions.csv.
+
+    With --attend or --exclude MASK.png (non-zero pixels = the region, resized to each image) the
+    attention is edited and the prediction changes by the model's own formula; both are reported.
+    """
+    from imaging.io import read_image
+    from imaging.mil import load_mil_model
+    from imaging.mil.export import list_images, predict_images
+    from imaging.training.distributed import resolve_device
+
+    if attend_path and exclude_path:
+        raise click.UsageError("give --attend or --exclude, not both")
+    region_path = attend_path or exclude_path
+    try:
+        model = load_mil_model(run_dir, checkpoint, map_location=str(resolve_device(device)))
+        region = None
+        if region_path:
+            region = read_image(region_path)
+            region = region[..., 0] if region.ndim == 3 else region
+        table = predict_images(
+            model,
+            list_images(images),
+            out,
+            region=region,
+            mode="include" if attend_path else "exclude",
+            threshold=threshold,
+            soft=soft,
+            region_name=str(region_path) if region_path else None,
+        )
+    except (ImagingError, RuntimeError) as error:
+        raise _fail(error) from None
+    click.echo(f"predicted {len(table)} images → {out}")
