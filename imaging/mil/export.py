@@ -31,7 +31,10 @@ from imaging.mil.interact import attend
 from imaging.mil.model import PatchMIL
 
 FORMULA = {
-    "interpretable": "prob = sum_k attention_k * prob_k / max(sum_k attention_k, k_min)",
+    "interpretable": (
+        "prob = sum_k attention_k * prob_k / max(sum_k attention_k, k_min); with classes, class 0 "
+        "(healthy) also gets max(k_min - sum_k attention_k, 0) in the numerator"
+    ),
     "attention": "prob = classifier(sum_k attention_k * embedding_k), attention = softmax over patches",
     "mean": "prob = mean over kept patches of prob_k",
     "max": "prob = prob_k of the kept patch with the highest lesion probability",
@@ -62,7 +65,7 @@ def overlay(
     image: np.ndarray,
     heat: np.ndarray,
     keep: np.ndarray | None = None,
-    cmap: str = "inferno",
+    cmap: str = "jet",
     max_alpha: float = 0.6,
 ) -> np.ndarray:
     """Blend an (H, W) heatmap in [0, 1] onto a grey (H, W[, C]) image → (H, W, 3) uint8.
@@ -89,7 +92,7 @@ def write_overlay(
     heatmap: np.ndarray,
     boxes: np.ndarray,
     keep: np.ndarray | None = None,
-    cmap: str = "inferno",
+    cmap: str = "jet",
 ) -> Path:
     """Write the overlay PNG of one image (atomically).
 

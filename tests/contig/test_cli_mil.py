@@ -92,6 +92,15 @@ def test_predict_with_an_excluded_region_follows_the_formula(trained, tmp_path):
     assert record["prob"] == pytest.approx(by_hand, abs=1e-5)
     assert record["region"]["mode"] == "exclude" and "prob_unedited" in record
     assert "prob_unedited" in pd.read_csv(out / "predictions.csv").columns
+    # --attend with the same region keeps exactly the other half
+    _ok(
+        _predict(
+            trained["run"], trained["images"], tmp_path / "att", "--attend", str(tmp_path / "region.png")
+        )
+    )
+    attended = json.loads((tmp_path / "att" / "bw00003.json").read_text())
+    assert [p["keep"] for p in attended["patches"]] == [1.0 - p["keep"] for p in record["patches"]]
+    assert attended["prob_unedited"] == pytest.approx(record["prob_unedited"])
 
 
 def test_predict_usage_errors(trained, tmp_path):
