@@ -13,6 +13,7 @@ import sys
 import click
 
 from genetics.errors import GeneticsError
+from imaging.errors import ImagingError
 
 EPILOG = """\b
 Examples:
@@ -64,7 +65,7 @@ def main(argv: list[str] | None = None) -> None:
     except click.ClickException as error:
         error.show()
         sys.exit(error.exit_code)
-    except GeneticsError as error:
+    except (GeneticsError, ImagingError) as error:
         click.echo(f"error: {error}", err=True)
         sys.exit(2)
     except click.exceptions.Exit as done:
