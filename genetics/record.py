@@ -172,6 +172,12 @@ class GeneticRecord:
         """F per modality: the ``in_features`` of its encoder."""
         return {name: source.num_features for name, source in self._sources.items()}
 
+    def feature_names(self, modality: str) -> list[str]:
+        """Names of a modality's input columns: variant IDs (SNP), score or burden column names."""
+        source = self._sources[modality]
+        names = source.variant_ids if isinstance(source, SnpMatrix) else source.columns
+        return [str(n) for n in names]
+
     def availability(self, iids: Sequence[str] | np.ndarray) -> pd.DataFrame:
         """IID plus one bool column per modality: which people have which modality (for reports)."""
         iids = np.asarray(iids, dtype=str)

@@ -18,6 +18,8 @@ from imaging.errors import ImagingError
 EPILOG = """\b
 Examples:
   contig demo --out demo-out          # the whole pipeline on the built-in synthetic biobank
+  contig pretrain --data biobank --out runs/contig
+  contig embed --run runs/contig --manifest biobank/manifest.parquet --out features.parquet
   contig gwas --bfile geno --pheno features.parquet --covar covar.tsv --out gwas-out
   contig pgs --bfile geno --score PGS000001.txt.gz --out scores.parquet
   contig burden --bfile geno --anno anno.tsv --masks masks.txt --out burdens.parquet
@@ -28,9 +30,12 @@ Examples:
 SUBCOMMANDS = {
     "burden": "contig.cli.burden",
     "demo": "contig.cli.demo",
+    "embed": "contig.cli.embed",
+    "explain": "contig.cli.explain",
     "gwas": "contig.cli.gwas",
     "mil": "contig.cli.mil",
     "pgs": "contig.cli.pgs",
+    "pretrain": "contig.cli.pretrain",
     "simulate": "contig.cli.simulate",
 }
 

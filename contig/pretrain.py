@@ -1,0 +1,314 @@
+"""``contig pretrain``: contrastive image ↔ genetics pretraining on a biobank folder.
+
+The run directory holds ``config.yaml`` (resolved), ``inputs/`` (the genetic modalities built with the
+training people's statistics), ``metrics.csv``, ``last``/``best`` safetensors checkpoints and the log.
+The loop is the shared :class:`imaging.training.Trainer`; this module only supplies the data, the model,
+the loss and a validation loss.
+
+Under ``torchrun`` each rank computes the loss of the *global* batch: image and genetic embeddings are
+gathered from every rank with :func:`imaging.training.all_gather_with_grad` (genetic rows padded to the
+image batch size, so every rank sends equal shapes), and a person whose images landed on two ranks keeps
+one genetic row. The gradient is then exactly the single-process gradient of the same global batch.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from contig.dataset import (
+    ImageSettings,
+    MultimodalCollate,
+    MultimodalDataset,
+    image_settings_for,
+    read_manifest,
+)
+from contig.genetic_inputs import GeneticInputsConfig, build_genetic_inputs, open_genetic_record
+from contig.losses import contrastive_loss
+from contig.model import ContIG, TowerSpec
+from genetics.record import GeneticRecord
+from imaging.errors import ImagingError
+from imaging.training import distributed as D
+from imaging.training.config import TrainingConfig
+
+log = logging.getLogger("contig.pretrain")
+INPUTS_DIR = "inputs"
+
+
+@dataclass
+class PretrainConfig(TrainingConfig):
+    """``contig pretrain`` configuration: the shared training fields plus data, towers and loss.
+
+    Attributes:
+        data: biobank folder (``manifest.parquet``, ``genotypes.*``, ``pgs/``, ``burden/``).
+        splits: ``IID split`` table (default ``<data>/downstream/splits.tsv``); people of ``train_split``
+            train, people of ``val_split`` give the validation loss. Without a table everyone trains.
+        genetic: which modalities and how they are built (``contig.genetic_inputs``).
+        image_encoder, image_kwargs: image tower (timm name or a registered contig encoder).
+        towers: genetic encoder name per modality; tower_kwargs: keyword arguments per modality.
+        loss: ``infonce`` or ``sigmoid``; alpha: weight of image → genetics; loss_mode: ``outer``/``inner``.
+        temperature, learn_temperature: initial τ and whether log(1/τ) is learned.
+        genetic_lr_scale: learning-rate multiplier of the genetic towers and heads.
+        augment: random flips and brightness/contrast jitter of training images.
+    """
+
+    out: str = "runs/pretrain"
+    epochs: int | None = 10
+    batch_size: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 0.05
+    warmup_steps: int = 20
+    drop_last: bool = True
+    monitor: str = "val_loss"
+    find_unused_parameters: bool = True
+    data: str = ""
+    splits: str | None = None
+    train_split: str = "train"
+    val_split: str = "val"
+    genetic: GeneticInputsConfig = field(default_factory=GeneticInputsConfig)
+    image_encoder: str = "resnet18"
+    image_kwargs: dict = field(default_factory=dict)
+    embed_dim: int = 128
+    towers: dict[str, str] = field(
+        default_factory=lambda: {"snp": "mlp_h1", "pgs": "mlp_h1", "burden": "mlp_h1"}
+    )
+    tower_kwargs: dict[str, dict] = field(default_factory=dict)
+    loss: Literal["infonce", "sigmoid"] = "infonce"
+    alpha: float = 0.75
+    loss_mode: Literal["outer", "inner"] = "outer"
+    temperature: float = 0.07
+    learn_temperature: bool = True
+    genetic_lr_scale: float = 1.0
+    augment: bool = True
+
+
+# ----------------------------------------------------------------------------------------- data
+def person_splits(config: PretrainConfig) -> pd.DataFrame:
+    """``IID split`` per person; everyone is ``train_split`` when there is no split table."""
+    data = Path(config.data)
+    path = Path(config.splits) if config.splits else data / "downstream" / "splits.tsv"
+    if path.is_file():
+        return pd.read_csv(path, sep="\t", dtype=str)[["IID", "split"]]
+    if config.splits:
+        raise ImagingError(f"{path}: no such split table (columns IID, split)")
+    people = read_manifest(data / "manifest.parquet")["IID"].unique()
+    return pd.DataFrame({"IID": people, "split": config.train_split})
+
+
+def _images_of(manifest: pd.DataFrame, splits: pd.DataFrame, split: str) -> pd.DataFrame:
+    people = set(splits.loc[splits["split"] == split, "IID"])
+    return manifest[manifest["IID"].isin(people)].reset_index(drop=True)
+
+
+def _with_genetics(images: pd.DataFrame, record: GeneticRecord, modalities: tuple[str, ...], mode: str):
+    """Drop images of people who could never enter a term (no modality; ``inner``: not all of them)."""
+    table = record.availability(images["IID"].to_numpy())[list(modalities)].to_numpy()
+    keep = table.all(axis=1) if mode == "inner" else table.any(axis=1)
+    return images[keep].reset_index(drop=True)
+
+
+def build_model(config: PretrainConfig, num_features: dict[str, int], in_chans: int) -> ContIG:
+    towers = {
+        m: TowerSpec(config.towers.get(m, "mlp_h1"), num_features[m], dict(config.tower_kwargs.get(m, {})))
+        for m in config.genetic.modalities
+    }
+    return ContIG(
+        towers,
+        image_encoder=config.image_encoder,
+        embed_dim=config.embed_dim,
+        in_chans=in_chans,
+        image_kwargs=dict(config.image_kwargs),
+        init_temperature=config.temperature,
+        learn_temperature=config.learn_temperature,
+        sigmoid_bias=-10.0 if config.loss == "sigmoid" else None,
+    )
+
+
+# ----------------------------------------------------------------------------------------- loss
+def _pad_rows(x: torch.Tensor, rows: int) -> torch.Tensor:
+    return torch.cat([x, x.new_zeros((rows - x.shape[0], *x.shape[1:]))]) if x.shape[0] < rows else x
+
+
+def gather_global_batch(
+    image: torch.Tensor,
+    genetics: dict[str, torch.Tensor],
+    available: dict[str, torch.Tensor],
+    person: torch.Tensor,
+    person_code: torch.Tensor,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor], dict[str, torch.Tensor], torch.Tensor]:
+    """Every rank's (B, D) images and (U, D) genetics as one global batch (identity on one process).
+
+    ``person_code`` (U,) identifies people across ranks; a person seen on several ranks keeps the row of
+    the first rank and the copies are marked unavailable.
+    """
+    if not D.is_distributed():
+        return image, genetics, available, person
+    rows = image.shape[0]
+    if person_code.shape[0] > rows:
+        raise ValueError("more distinct people than images in a batch")
+    image_all = D.all_gather_with_grad(image)
+    person_all = D.all_gather_with_grad(person + D.rank() * rows)
+    codes = D.all_gather_with_grad(_pad_rows(person_code + 1, rows))  # 0 = padding
+    first = torch.zeros_like(codes, dtype=torch.bool)
+    seen: dict[int, int] = {}
+    for i, code in enumerate(codes.tolist()):
+        if code and code not in seen:
+            seen[code], first[i] = i, True
+    remap = torch.tensor([seen.get(c, i) for i, c in enumerate(codes.tolist())], device=codes.device)
+    person_all = remap[person_all]
+    genetics_all = {m: D.all_gather_with_grad(_pad_rows(g, rows)) for m, g in genetics.items()}
+    available_all = {
+        m: (D.all_gather_with_grad(_pad_rows(a.float(), rows)) > 0.5) & first for m, a in available.items()
+    }
+    return image_all, genetics_all, available_all, person_all
+
+
+def pretrain_loss(config: PretrainConfig):
+    """The trainer's ``loss_fn``: model forward on the batch, gathered, then the contrastive terms."""
+
+    def loss_fn(model: nn.Module, batch: dict) -> dict[str, torch.Tensor]:
+        out = model(batch["images"], batch["genetics"], batch["available"])
+        image, genetics, available, person = gather_global_batch(
+            out["image"], out["genetics"], batch["available"], batch["person"], batch["person_code"]
+        )
+        return contrastive_loss(
+            image.float(),
+            {m: g.float() for m, g in genetics.items()},
+            available,
+            person,
+            out["logit_scale"],
+            alpha=config.alpha,
+            kind=config.loss,
+            mode=config.loss_mode,
+            logit_bias=out["logit_bias"],
+        )
+
+    return loss_fn
+
+
+class CodedCollate(MultimodalCollate):
+    """``MultimodalCollate`` plus ``person_code`` (U,): a person's index in the whole cohort."""
+
+    def __init__(self, record: GeneticRecord, modalities, codes: dict[str, int]):
+        super().__init__(record, modalities)
+        self.codes = codes
+
+    def __call__(self, items):
+        batch = super().__call__(items)
+        batch["person_code"] = torch.tensor([self.codes[i] for i in batch["iids"]], dtype=torch.long)
+        return batch
+
+
+def _validation(config: PretrainConfig, dataset: MultimodalDataset, collate):
+    """``eval_fn``: mean contrastive loss over the validation images in fixed batches."""
+    order = np.arange(len(dataset))
+
+    def eval_fn(model: nn.Module) -> dict[str, float]:
+        device = next(model.parameters()).device
+        total, weight = 0.0, 0
+        for start in range(0, len(order), config.batch_size):
+            batch = collate([dataset[int(i)] for i in order[start : start + config.batch_size]])
+            batch = D.move_to_device(batch, device, False)
+            terms = contrastive_loss(
+                **_embed(model, batch),
+                alpha=config.alpha,
+                kind=config.loss,
+                mode=config.loss_mode,
+            )
+            if terms["n_modalities"] > 0:
+                total += float(terms["loss"]) * len(batch["person"])
+                weight += len(batch["person"])
+        return {"val_loss": total / weight if weight else float("nan")}
+
+    return eval_fn
+
+
+def _embed(model: nn.Module, batch: dict) -> dict:
+    out = model(batch["images"], batch["genetics"], batch["available"])
+    return {
+        "image": out["image"].float(),
+        "genetics": {m: g.float() for m, g in out["genetics"].items()},
+        "available": batch["available"],
+        "person": batch["person"],
+        "logit_scale": out["logit_scale"],
+        "logit_bias": out["logit_bias"],
+    }
+
+
+def param_groups(model: ContIG, config: PretrainConfig) -> list[dict]:
+    """One AdamW: image tower/head at ``lr``, genetic towers/heads at ``lr × genetic_lr_scale``; no
+    weight decay on biases, norms and the temperature."""
+    groups: dict[tuple[float, float], list] = {}
+    for name, parameter in model.named_parameters():
+        if not parameter.requires_grad:
+            continue
+        lr = config.lr * (config.genetic_lr_scale if name.startswith("genetic_") else 1.0)
+        decay = config.weight_decay if parameter.dim() >= 2 else 0.0
+        groups.setdefault((lr, decay), []).append(parameter)
+    return [{"params": p, "lr": lr, "weight_decay": wd} for (lr, wd), p in groups.items()]
+
+
+@dataclass
+class PretrainParts:
+    """What a pretraining run is made of (built by :func:`prepare_pretraining`)."""
+
+    model: ContIG
+    train: MultimodalDataset
+    val: MultimodalDataset | None
+    collate: CodedCollate
+    record: GeneticRecord
+    inputs: dict
+
+
+def prepare_pretraining(config: PretrainConfig) -> PretrainParts:
+    """Build (or reuse) the genetic inputs and assemble datasets, collate and model."""
+    data, run = Path(config.data), Path(config.out)
+    manifest = read_manifest(data / "manifest.parquet")
+    splits = person_splits(config)
+    train_people = splits.loc[splits["split"] == config.train_split, "IID"]
+    if D.is_main_process():
+        inputs = build_genetic_inputs(data, run / INPUTS_DIR, train_people, config.genetic)
+    D.barrier()
+    inputs = build_genetic_inputs(data, run / INPUTS_DIR, train_people, config.genetic)
+    record = open_genetic_record(run / INPUTS_DIR)
+    modalities = tuple(config.genetic.modalities)
+    settings = image_settings_for(manifest)
+    train_images = _with_genetics(_images_of(manifest, splits, config.train_split), record, modalities, config.loss_mode)
+    if train_images.empty:
+        raise ImagingError(f"{data}: no training images of people with genetic data (split {config.train_split!r})")
+    val_images = _images_of(manifest, splits, config.val_split)
+    codes = {iid: i for i, iid in enumerate(pd.unique(manifest["IID"]))}
+    train = MultimodalDataset(train_images, ImageSettings(settings.columns, augment=config.augment))
+    val = MultimodalDataset(val_images, settings) if len(val_images) else None
+    in_chans = train[0]["image"].shape[0]
+    torch.manual_seed(config.seed)
+    model = build_model(config, record.num_features, in_chans)
+    return PretrainParts(model, train, val, CodedCollate(record, modalities, codes), record, inputs)
+
+
+def pretrain(config: PretrainConfig, resume: bool = False) -> dict:
+    """Train ContIG as configured; returns the trainer's summary (step, best value, last row)."""
+    from imaging.training import Trainer
+
+    parts = prepare_pretraining(config)
+    loss_fn = pretrain_loss(config)
+    eval_fn = _validation(config, parts.val, parts.collate) if parts.val is not None else None
+    if eval_fn is None and config.monitor == "val_loss":
+        config.monitor = "loss"
+    trainer = Trainer(
+        parts.model,
+        loss_fn,
+        parts.train,
+        config,
+        eval_fn=eval_fn,
+        param_groups=param_groups(parts.model, config),
+        collate_fn=parts.collate,
+    )
+    return trainer.fit(resume=resume)

@@ -1,0 +1,133 @@
+"""``contig pretrain / embed / explain`` end to end on a tiny biobank: exact resume, exports, attributions."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from click.testing import CliRunner
+
+import contig.pretrain as pretrain_module
+from contig.cli import cli
+from contig.embed import load_run
+from imaging.training.checkpoint import read_info, read_weights
+
+TINY = [
+    "image_encoder=test_resnet",
+    "embed_dim=16",
+    "batch_size=8",
+    "warmup_steps=2",
+    "log_every=2",
+    "eval_every=3",
+    "checkpoint_every=2",
+    "genetic.max_snps=200",
+    "genetic.burden_aaf_bins=[0.05]",
+    "progress=false",
+]
+
+
+def _pretrain(biobank, out, *extra):
+    args = ["pretrain", "--data", str(biobank), "--out", str(out), "--max-steps", "6", *TINY, *extra]
+    return CliRunner().invoke(cli, args, catch_exceptions=False)
+
+
+@pytest.fixture(scope="module")
+def run_dir(tiny_biobank, tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "contig"
+    result = _pretrain(tiny_biobank, out)
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def test_pretrain_writes_a_complete_run(run_dir):
+    assert {"config.yaml", "metrics.csv", "last.safetensors", "best.safetensors", "inputs"} <= {
+        p.name for p in run_dir.iterdir()
+    }
+    metrics = pd.read_csv(run_dir / "metrics.csv")
+    assert {"loss_snp", "loss_pgs", "loss_burden", "val_loss"} <= set(metrics.columns)
+    assert metrics["step"].max() == 6 and np.isfinite(metrics["loss"].dropna()).all()
+    assert np.isfinite(metrics["val_loss"].dropna()).all() and metrics["val_loss"].notna().sum() == 2
+    run = load_run(run_dir)
+    assert set(run.model.genetic_towers) == {"snp", "pgs", "burden"}
+
+
+class _Crash(RuntimeError):
+    pass
+
+
+def test_killed_run_resumes_to_the_same_weights(tiny_biobank, run_dir, tmp_path, monkeypatch):
+    calls = 0
+    original = pretrain_module.contrastive_loss
+
+    def crashing(*args, **kwargs):
+        nonlocal calls
+        calls += torch.is_grad_enabled()  # training steps only, not the validation batches
+        if calls == 5 and torch.is_grad_enabled():  # inside step 5, after the checkpoint of step 4
+            raise _Crash("simulated kill")
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(pretrain_module, "contrastive_loss", crashing)
+    with pytest.raises(_Crash):
+        _pretrain(tiny_biobank, tmp_path / "b")
+    assert read_info(tmp_path / "b" / "last.safetensors")["step"] == 4
+    monkeypatch.setattr(pretrain_module, "contrastive_loss", original)
+    result = CliRunner().invoke(
+        cli, ["pretrain", "--out", str(tmp_path / "b"), "--resume"], catch_exceptions=False
+    )
+    assert result.exit_code == 0, result.output
+    expected, resumed = (
+        read_weights(run_dir / "last.safetensors"),
+        read_weights(tmp_path / "b" / "last.safetensors"),
+    )
+    assert expected.keys() == resumed.keys()
+    assert all(torch.equal(expected[k], resumed[k]) for k in expected)
+
+
+def test_embed_exports_trunk_features_per_person_and_image(tiny_biobank, run_dir, tmp_path):
+    out = tmp_path / "features.parquet"
+    args = [
+        "embed",
+        "--run",
+        str(run_dir),
+        "--manifest",
+        str(tiny_biobank / "manifest.parquet"),
+        "--out",
+        str(out),
+    ]
+    result = CliRunner().invoke(cli, [*args, "--split", "test", "--quiet"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    people, images = pd.read_parquet(out), pd.read_parquet(tmp_path / "features.images.parquet")
+    splits = pd.read_csv(tiny_biobank / "downstream" / "splits.tsv", sep="\t", dtype=str)
+    assert set(people["IID"]) == set(splits.loc[splits["split"] == "test", "IID"])
+    features = [c for c in people.columns if c.startswith("feat_")]
+    assert len(features) == load_run(run_dir).model.image_tower.num_features
+    mean = images.groupby("IID")[features].mean().loc[people["IID"]].to_numpy()
+    np.testing.assert_allclose(people[features].to_numpy(), mean, rtol=1e-6)
+    assert people[features].std().gt(0).any()  # features differ between people
+
+
+def test_explain_ranks_every_input_of_every_modality(run_dir, tmp_path):
+    result = CliRunner().invoke(
+        cli,
+        ["explain", "--run", str(run_dir), "--out", str(tmp_path), "--steps", "8", "--quiet"],
+        catch_exceptions=False,
+    )
+    assert result.exit_code == 0, result.output
+    run = load_run(run_dir)
+    for modality in ("snp", "pgs", "burden"):
+        top = pd.read_csv(tmp_path / f"top_{modality}.tsv", sep="\t")
+        assert set(top["feature"]) == set(run.record.feature_names(modality))
+        assert top["mean_abs_attribution"].is_monotonic_decreasing
+        assert (tmp_path / f"top_{modality}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        wide = pd.read_parquet(tmp_path / f"attributions_{modality}.parquet")
+        np.testing.assert_allclose(
+            np.abs(wide.drop(columns="IID").to_numpy()).mean(0),
+            top.set_index("feature").loc[wide.columns[1:], "mean_abs_attribution"],
+            rtol=1e-4,
+        )
+
+
+def test_pretrain_without_data_is_a_usage_error(tmp_path):
+    result = CliRunner().invoke(cli, ["pretrain", "--out", str(tmp_path / "r")])
+    assert result.exit_code != 0 and "--data" in result.output
