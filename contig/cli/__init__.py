@@ -32,6 +32,7 @@ SUBCOMMANDS = {
     "demo": "contig.cli.demo",
     "embed": "contig.cli.embed",
     "explain": "contig.cli.explain",
+    "finetune": "contig.cli.finetune",
     "gwas": "contig.cli.gwas",
     "mil": "contig.cli.mil",
     "pgs": "contig.cli.pgs",

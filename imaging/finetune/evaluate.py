@@ -1,0 +1,125 @@
+"""Held-out evaluation of a fine-tuned model: Dice for segmentation, QWK / AUROC for classification.
+
+Segmentation reports the mean Dice over the foreground classes (``dice``, the headline) and, for
+comparison with papers that include it, over all classes (``dice_with_background``), plus one
+``dice_<class>`` per foreground class. Voxels of all held-out images are pooled per class; a class absent
+from both prediction and truth is NaN and left out of the means. With ``mc_samples > 1`` the prediction
+is the argmax of the MC-dropout mean and the mean predictive entropy is reported (``mc_entropy``).
+
+Classification reports ``accuracy``, ``qwk`` (quadratic weighted kappa of the argmax class; ordinal
+grades, K > 2) and ``auroc`` (binary: the positive class's probability; K > 2: macro one-vs-rest).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from imaging.finetune.mc_dropout import mc_predict, write_uncertainty_maps
+from imaging.metrics import auroc, dice_per_class, quadratic_weighted_kappa
+
+
+@torch.no_grad()
+def predict_probabilities(
+    model: nn.Module,
+    dataset: Dataset,
+    batch_size: int = 4,
+    device: torch.device | str = "cpu",
+    mc_samples: int = 1,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """Probabilities and targets over ``dataset`` of ``(image, target)`` pairs.
+
+    Returns:
+        probabilities (N, K, *S) float32, targets (N, *S) int64, and with ``mc_samples > 1`` the
+        entropy and variance (N, *S); else None, None.
+    """
+    modes = {module: module.training for module in model.modules()}
+    model.eval()
+    probs, targets, entropies, variances = [], [], [], []
+    try:
+        for images, target in DataLoader(dataset, batch_size=batch_size, shuffle=False):
+            images = images.to(device)
+            if mc_samples > 1:
+                mean, entropy, variance = mc_predict(model, images, mc_samples)
+                entropies.append(entropy.cpu().numpy())
+                variances.append(variance.cpu().numpy())
+            else:
+                mean = torch.softmax(model(images).float(), dim=1)
+            probs.append(mean.cpu().numpy())
+            targets.append(target.numpy())
+    finally:
+        for module, mode in modes.items():
+            module.training = mode
+    join = np.concatenate
+    if mc_samples > 1:
+        return join(probs), join(targets), join(entropies), join(variances)
+    return join(probs), join(targets), None, None
+
+
+def segmentation_scores(
+    model: nn.Module,
+    dataset: Dataset,
+    num_classes: int,
+    class_names: Sequence[str] | None = None,
+    batch_size: int = 4,
+    device: torch.device | str = "cpu",
+    mc_samples: int = 1,
+    maps_dir: str | os.PathLike | None = None,
+    ids: Sequence[str] | None = None,
+    spacing: Sequence[float] | None = None,
+) -> dict[str, float]:
+    """Dice of the held-out ``dataset`` (see the module docstring); MC maps to ``maps_dir`` (3D only)."""
+    probs, targets, entropy, variance = predict_probabilities(model, dataset, batch_size, device, mc_samples)
+    pred = probs.argmax(axis=1)
+    foreground = dice_per_class(pred, targets, num_classes, include_background=False)
+    everything = dice_per_class(pred, targets, num_classes, include_background=True)
+    names = list(class_names) if class_names else [str(k) for k in range(num_classes)]
+    scores = {"dice": _nanmean(foreground), "dice_with_background": _nanmean(everything)}
+    for name, value in zip(names[1:], foreground, strict=True):
+        scores[f"dice_{name.replace(' ', '_')}"] = float(value)
+    if entropy is not None and variance is not None:
+        scores["mc_entropy"] = float(entropy.mean())
+        scores["mc_variance"] = float(variance.mean())
+        if maps_dir is not None and pred.ndim == 4:
+            for index in range(len(pred)):
+                item = ids[index] if ids is not None else f"item{index:04d}"
+                write_uncertainty_maps(
+                    Path(maps_dir), item, probs[index], entropy[index], variance[index], spacing
+                )
+    return scores
+
+
+def classification_scores(
+    model: nn.Module,
+    dataset: Dataset,
+    num_classes: int,
+    batch_size: int = 4,
+    device: torch.device | str = "cpu",
+    mc_samples: int = 1,
+) -> dict[str, float]:
+    """Accuracy, QWK (K > 2) and AUROC of the held-out ``dataset`` (see the module docstring)."""
+    probs, targets, entropy, _ = predict_probabilities(model, dataset, batch_size, device, mc_samples)
+    pred = probs.argmax(axis=1)
+    scores = {"accuracy": float((pred == targets).mean())}
+    if num_classes > 2:
+        scores["qwk"] = quadratic_weighted_kappa(targets, pred, num_classes=num_classes)
+        scores["auroc"] = auroc(targets, probs) if len(np.unique(targets)) == num_classes else float("nan")
+    else:
+        scores["auroc"] = auroc(targets, probs[:, 1])
+    if entropy is not None:
+        scores["mc_entropy"] = float(entropy.mean())
+    return scores
+
+
+def _nanmean(values: np.ndarray) -> float:
+    present = values[~np.isnan(values)]
+    return float(present.mean()) if present.size else float("nan")
+
+
+__all__ = ["classification_scores", "predict_probabilities", "segmentation_scores"]
