@@ -20,6 +20,7 @@ Examples:
   contig demo --out demo-out          # the whole pipeline on the built-in synthetic biobank
   contig pretrain --data biobank --out runs/contig
   contig embed --run runs/contig --manifest biobank/manifest.parquet --out features.parquet
+  contig benchmark --config benchmark.yaml --data biobank --out runs/bench
   contig gwas --bfile geno --pheno features.parquet --covar covar.tsv --out gwas-out
   contig pgs --bfile geno --score PGS000001.txt.gz --out scores.parquet
   contig burden --bfile geno --anno anno.tsv --masks masks.txt --out burdens.parquet
@@ -28,6 +29,7 @@ Examples:
 
 # Subcommand → module defining ``command``; imported only when that subcommand runs (fast start-up).
 SUBCOMMANDS = {
+    "benchmark": "contig.cli.benchmark",
     "burden": "contig.cli.burden",
     "demo": "contig.cli.demo",
     "embed": "contig.cli.embed",

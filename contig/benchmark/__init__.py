@@ -1,0 +1,36 @@
+"""Downstream evaluation harness: label-fraction curves with linear probes, k-NN and fine-tuning.
+
+In-memory API (``harness``): ``benchmark_features``, ``benchmark_finetune``; building blocks
+``label_fraction_subset``, ``linear_probe``, ``knn_probe``, ``finetune_classifier``, ``score_predictions``.
+Files in, files out (``runner``): ``run_benchmark(BenchmarkConfig)`` → ``results.parquet`` + one PNG per task;
+``contig benchmark --config FILE`` on the command line. Metrics live in ``imaging.metrics``.
+"""
+
+from contig.benchmark.config import BenchmarkConfig, MethodSpec, TaskSpec
+from contig.benchmark.encoders import encode, load_encoder
+from contig.benchmark.errors import BenchmarkError
+from contig.benchmark.finetune import finetune_classifier
+from contig.benchmark.harness import COLUMNS, benchmark_features, benchmark_finetune
+from contig.benchmark.plots import plot_task
+from contig.benchmark.probes import knn_probe, linear_probe, score_predictions
+from contig.benchmark.runner import run_benchmark
+from contig.benchmark.subsets import label_fraction_subset
+
+__all__ = [
+    "COLUMNS",
+    "BenchmarkConfig",
+    "BenchmarkError",
+    "MethodSpec",
+    "TaskSpec",
+    "benchmark_features",
+    "benchmark_finetune",
+    "encode",
+    "finetune_classifier",
+    "knn_probe",
+    "label_fraction_subset",
+    "linear_probe",
+    "load_encoder",
+    "plot_task",
+    "run_benchmark",
+    "score_predictions",
+]
