@@ -87,8 +87,8 @@ class BiobankConfig:
         damaging_missense: fraction of missense variants in a causal gene that carry an effect.
         major_min_maf, major_spacing: major causal variants' MAF floor and minimum distance (bp).
         pgs_p_threshold, clump_r2, clump_kb: C+T settings (PRSice defaults for r2/kb; Choi 2020).
-        n_pcs, pca_max_people: genetic PCs in the manifest, and unrelated people used to fit them (keep
-            <= 4,096: genetics.ld.indep_pairwise fails on more samples, a known bug).
+        n_pcs, pca_max_people: genetic PCs in the manifest, and unrelated people used to fit them (unrelated
+            people; LD pruning and PCA cost grow with it).
         grade_visible: share of the grade/finding liability that the image trait carries.
         split_fractions: train/val/test fractions by person.
         progress: show progress bars.

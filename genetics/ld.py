@@ -38,6 +38,8 @@ from genetics.qc import (
     variant_stats,
 )
 
+_CHUNK_CODES = 2**22  # genotype codes read ahead per chunk (~32 MB as float32 codes + mask)
+
 
 def _pair_sums(
     x1: np.ndarray, m1: np.ndarray, x2: np.ndarray, m2: np.ndarray, weight: np.ndarray | None = None
@@ -93,7 +95,7 @@ class _Segment:
     def __init__(
         self, fileset: PlinkFileset, variants: np.ndarray, samples: np.ndarray, kind: str, male: np.ndarray
     ):
-        self.chunk = int(np.clip(2**22 // max(samples.size, 1), 16, 1024))  # ~32 MB of codes per chunk
+        self.chunk = int(np.clip(_CHUNK_CODES // max(samples.size, 1), 16, 1024))
         haploid = np.ones_like(male) if kind in ("Y", "MT") else male if kind == "X" else np.zeros_like(male)
         self._het_missing = haploid[:, None]
         self.weight = ploidy_weights(kind, male)
@@ -166,6 +168,10 @@ class _Exceed:
             sub = exceed[np.clip(rows, 0, exceed.shape[0] - 1)][:, seconds[cols] - b * self.size]
             out[:, cols] = sub & ok[:, None] & (firsts[:, None] < seconds[cols][None, :])
         return out
+
+    def first_column(self, k: int) -> int:
+        """Lowest position whose data a block not yet computed may read, for blocks holding k or later."""
+        return int(self.lowest[(k // self.size) * self.size])
 
     def release(self, below: int) -> None:
         for b in [b for b in self.blocks if (b + 1) * self.size <= below]:
@@ -256,9 +262,11 @@ def _prune_segment(
             start = max(start + 1, int(np.searchsorted(pos, pos[end] - window_bp, side="left")))
             end = min(length, max(end + 1, int(np.searchsorted(pos, pos[start] + window_bp, side="right"))))
         members = members[~gone & (members >= start)]
-        # blocks still to come start at `end` or later and reach back to lowest[end] > start at most
         exceed.release(start)
-        data.release(start)
+        # the next variants to add start at `loaded`; the block holding them begins at or before `loaded`
+        # and may reach back before `start` (the bug behind a KeyError once chunks stopped aligning with
+        # blocks, above 4,096 samples), so genotype chunks are kept from that block's lowest partner on
+        data.release(exceed.first_column(loaded))
 
 
 def indep_pairwise(

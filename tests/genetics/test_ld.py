@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from genetics import ld
 from genetics.errors import GeneticsError
 from genetics.ld import indep_pairwise, r2_matrix
 from genetics.plink import PlinkFileset, write_plink
@@ -160,3 +161,22 @@ def test_bad_arguments_are_refused(autosomal, tmp_path):
         pytest.warns(UserWarning, match="founders"),
     ):
         indep_pairwise(PlinkFileset(tmp_path / "dup"), 10, 1, 0.2)
+
+
+def test_more_than_4096_samples_equal_plink2(tmp_path, plink2_bin):
+    """Regression: above 4,096 samples read-ahead chunks (838 variants at 4,580 samples) no longer align
+    with the r² blocks (64 variants), and releasing chunks behind the window start raised KeyError."""
+    prefix = simulate_ld_data(tmp_path, ("1",), n=4580, m=1000, seed=5)
+    expected = _plink2_prune_in(plink2_bin, prefix, ["--indep-pairwise", "50", "5", "0.2"])
+    fs = PlinkFileset(prefix)
+    assert list(fs.bim["ID"].iloc[indep_pairwise(fs, 50, 5, 0.2)]) == expected
+
+
+@pytest.mark.parametrize("window, step, r2, kb", WINDOWS)
+def test_read_ahead_chunk_size_does_not_change_the_result(autosomal, monkeypatch, window, step, r2, kb):
+    """Chunks of 16 and 37 variants (300 samples), unaligned with the r² blocks, against 1,024."""
+    fs = PlinkFileset(autosomal)
+    whole = indep_pairwise(fs, window, step, r2, window_kb=kb)
+    for chunk_codes in (16 * 300, 37 * 300):
+        monkeypatch.setattr(ld, "_CHUNK_CODES", chunk_codes)
+        np.testing.assert_array_equal(indep_pairwise(fs, window, step, r2, window_kb=kb), whole)
