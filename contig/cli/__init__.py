@@ -21,6 +21,8 @@ Examples:
   contig pretrain --data biobank --out runs/contig
   contig embed --run runs/contig --manifest biobank/manifest.parquet --out features.parquet
   contig benchmark --config benchmark.yaml --data biobank --out runs/bench
+  contig ssl --task rotation --dim 3 --data volumes/ --out runs/rot --max-steps 1000
+  contig finetune --pretrained runs/rot --task segment --data msd-task/ --label-fraction 0.1 --out runs/ft
   contig gwas --bfile geno --pheno features.parquet --covar covar.tsv --out gwas-out
   contig pgs --bfile geno --score PGS000001.txt.gz --out scores.parquet
   contig burden --bfile geno --anno anno.tsv --masks masks.txt --out burdens.parquet
@@ -40,6 +42,7 @@ SUBCOMMANDS = {
     "pgs": "contig.cli.pgs",
     "pretrain": "contig.cli.pretrain",
     "simulate": "contig.cli.simulate",
+    "ssl": "contig.cli.ssl",
 }
 
 
