@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -11,6 +12,23 @@ import pandas as pd
 import pytest
 
 from genetics.plink import write_plink
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _one_thread_per_test_worker():
+    """Under pytest-xdist (``-n 2`` on 2 cores) each worker computes on one thread: two workers with two
+    torch/BLAS threads each oversubscribe the cores and made small tensor work several times slower."""
+    if os.environ.get("PYTEST_XDIST_WORKER") is None:
+        yield
+        return
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    with threadpool_limits(limits=1):
+        yield
+    torch.set_num_threads(previous)
 
 
 @pytest.fixture(scope="session")

@@ -6,8 +6,8 @@ import click
 
 EXAMPLES = """\b
 Examples:
-  contig demo --out demo-out            # default size, a few minutes on 2 CPU cores
-  contig demo --out demo-quick --quick  # smaller cohort, under a minute
+  contig demo --out demo-out            # default size: at most 15 minutes on 2 CPU cores
+  contig demo --out demo-quick --quick  # smaller cohort: at most 3 minutes
 """
 
 
@@ -19,7 +19,13 @@ Examples:
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def command(out: str, quick: bool, seed: int, quiet: bool) -> None:
-    """Simulate a cohort, run the feature GWAS, compare loci with the planted truth, write report.html."""
+    """Simulate a biobank, pretrain ContIG, GWAS its features, benchmark downstream; write report.html.
+
+    simulate → pretrain (SNP, PGS, burden; some people missing some) → embed → PCA → covariate
+    residuals → rank-INT → GWAS → loci vs truth.json → linear probe and fine-tuning at 1/10/100% labels
+    for ContIG, an image-only SimCLR with the same budget and random init → report.html + report.json.
+    Re-running with the same --out reuses finished stages.
+    """
     from contig.demo import run_demo
 
     report = run_demo(out, quick=quick, seed=seed, progress=not quiet)

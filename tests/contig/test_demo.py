@@ -1,27 +1,82 @@
-"""``contig demo --quick``: the main job end to end, and the report's contract."""
+"""``contig demo`` end to end at a tiny size: the report's contract and its numbers' consistency."""
 
 from __future__ import annotations
 
 import json
 
-from click.testing import CliRunner
+import pandas as pd
+import pytest
 
-from contig.cli import cli
+from contig.demo import run_demo
+from contig.demo.feature_gwas import compare_loci, planted_variants
+from contig.demo.settings import DemoSettings
+
+TINY = DemoSettings(
+    n_individuals=240,
+    image_size=32,
+    split_fractions=(0.5, 0.15, 0.35),
+    image_encoder="test_resnet",
+    pretrain_steps=4,
+    batch_size=16,
+    lr=1e-3,
+    max_snps=100,
+    feature_pcs=3,
+    fractions=(0.1, 1.0),
+    finetune_steps=2,
+    n_boot=50,
+)
 
 
-def test_quick_demo_recovers_planted_loci(tmp_path):
-    out = tmp_path / "demo"
-    result = CliRunner().invoke(
-        cli, ["demo", "--quick", "--quiet", "--out", str(out)], catch_exceptions=False
-    )
-    assert result.exit_code == 0, result.output
-    report = json.loads((out / "report.json").read_text())
-    loci = report["loci"]
-    assert loci["planted"] == 9
-    # The quick cohort (1,000 people) has power for some of the planted variants, not all.
-    assert loci["recovered"] >= 1
-    assert loci["false"] <= 1
-    page = (out / "report.html").read_text()
-    assert "data:image/png;base64," in page and f"recovered: <b>{loci['recovered']}</b>" in page
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo")
+    return out, run_demo(out, progress=False, settings=TINY)
+
+
+def test_report_holds_loci_and_downstream_intervals_per_method_and_fraction(demo):
+    out, report = demo
+    saved = json.loads((out / "report.json").read_text())
+    assert saved["loci"] == report["loci"]
     truth = json.loads((out / "biobank" / "truth.json").read_text())
-    assert set(loci["recovered_ids"]) <= {v["ID"] for v in truth["causal_variants"]}
+    planted = planted_variants(truth)
+    assert saved["loci"]["planted"] == len(planted) > 0
+    assert 0 <= saved["loci"]["recovered"] <= saved["loci"]["planted"] and saved["loci"]["false"] >= 0
+    assert set(saved["loci"]["recovered_ids"]) <= {v["ID"] for v in planted}
+    assert set(saved["loci_by_method"]) == {"contig", "simclr", "random"}
+    for task, protocols in (("glaucoma_suspect", ["linear", "finetune"]), ("grade", ["linear"])):
+        for protocol in protocols:
+            cells = saved["downstream"][task][protocol]
+            assert set(cells) == {"contig", "simclr", "random"}
+            for method in cells.values():
+                assert set(method) == {"0.1", "1"}
+                for cell in method.values():
+                    if cell["value"] is not None and cell["low"] is not None:
+                        assert cell["low"] <= cell["value"] <= cell["high"]
+    rows = pd.read_parquet(out / "downstream.parquet")
+    assert rows["n_train"][rows["fraction"] == 0.1].max() < rows["n_train"][rows["fraction"] == 1.0].min()
+
+
+def test_report_html_embeds_plots_and_the_loci_counts(demo):
+    out, report = demo
+    page = (out / "report.html").read_text()
+    assert "data:image/png;base64," in page
+    assert f"recovered <b>{report['loci']['recovered']}</b>" in page
+    assert (out / "downstream_glaucoma_suspect.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_rerunning_reuses_finished_stages(demo):
+    out, report = demo
+    again = run_demo(out, progress=False, settings=TINY)
+    assert again["loci"] == report["loci"]
+    assert again["downstream"] == report["downstream"]  # same seed, same numbers
+    assert again["timing_seconds"]["simulate"] < report["timing_seconds"]["simulate"]
+
+
+def test_compare_loci_counts_recovered_and_false():
+    planted = [
+        {"trait": "t", "ID": "1:100", "CHROM": "1", "POS": 100},
+        {"trait": "t", "ID": "2:5", "CHROM": "2", "POS": 5},
+    ]
+    loci = pd.DataFrame({"CHROM": ["1", "3"], "START": [50, 10], "END": [90, 20]})
+    result = compare_loci(loci, planted, window_bp=20)
+    assert (result["recovered"], result["false"], result["recovered_ids"]) == (1, 1, ["1:100"])

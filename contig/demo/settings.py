@@ -1,0 +1,66 @@
+"""Sizes of ``contig demo``: the default run (≤ 15 min on 2 CPU cores) and ``--quick`` (≤ 3 min)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class DemoSettings:
+    """Every size the demo uses; the same settings and seed give the same report numbers on CPU.
+
+    Attributes:
+        n_individuals, image_size: the synthetic biobank (fundus photographs).
+        split_fractions: train (pretraining and the downstream training pool) / val (checkpoint
+            selection) / test (downstream evaluation) by person. GWAS uses the people not pretrained on.
+        image_encoder: the image tower shared by ContIG, SimCLR and random init.
+        pretrain_steps, batch_size, lr: the same budget for ContIG and SimCLR.
+        max_snps: SNP-modality width.
+        feature_pcs: principal components of the embeddings tested in the GWAS.
+        fractions: downstream label fractions; finetune_steps: fine-tuning steps per fraction.
+        n_boot: bootstrap resamples for the 95% intervals.
+    """
+
+    n_individuals: int
+    image_size: int
+    split_fractions: tuple[float, float, float]
+    image_encoder: str
+    pretrain_steps: int
+    batch_size: int
+    lr: float
+    max_snps: int
+    feature_pcs: int
+    fractions: tuple[float, ...]
+    finetune_steps: int
+    n_boot: int
+
+
+FULL = DemoSettings(
+    n_individuals=3_000,
+    image_size=64,
+    split_fractions=(0.5, 0.15, 0.35),
+    image_encoder="resnet10t",
+    pretrain_steps=250,
+    batch_size=64,
+    lr=2e-3,
+    max_snps=2_000,
+    feature_pcs=10,
+    fractions=(0.01, 0.1, 1.0),
+    finetune_steps=40,
+    n_boot=1_000,
+)
+
+QUICK = DemoSettings(
+    n_individuals=800,
+    image_size=32,
+    split_fractions=(0.5, 0.15, 0.35),
+    image_encoder="resnet10t",
+    pretrain_steps=40,
+    batch_size=32,
+    lr=2e-3,
+    max_snps=500,
+    feature_pcs=5,
+    fractions=(0.01, 0.1, 1.0),
+    finetune_steps=15,
+    n_boot=200,
+)
