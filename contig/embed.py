@@ -49,7 +49,9 @@ def load_run(run_dir: str | os.PathLike, weights: str = "best") -> LoadedRun:
     """Rebuild the model of ``run_dir`` and load its ``best`` (or ``last``) weights, in eval mode."""
     run = Path(run_dir)
     if not (run / "config.yaml").is_file():
-        raise ImagingError(f"{run}: not a pretraining run (no config.yaml); give the --out of contig pretrain")
+        raise ImagingError(
+            f"{run}: not a pretraining run (no config.yaml); give the --out of contig pretrain"
+        )
     config = load_config(run / "config.yaml", PretrainConfig)
     path = run / (ckpt.BEST if weights == "best" else ckpt.LAST)
     if weights == "best" and not path.is_file():

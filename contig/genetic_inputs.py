@@ -75,7 +75,13 @@ def _snp(fileset: PlinkFileset, train_rows: np.ndarray, config: GeneticInputsCon
         fileset.fam.iloc[train_rows][["FID", "IID"]].to_csv(tmp, sep="\t", index=False, header=False)
     qc = apply_qc(fileset, QCConfig(maf=config.snp_min_maf, keep=out / "train_keep.txt"))
     pruned = indep_pairwise(
-        fileset, None, 1, config.ld_r2, variants=qc.variants, samples=qc.samples, window_kb=config.ld_window_kb
+        fileset,
+        None,
+        1,
+        config.ld_r2,
+        variants=qc.variants,
+        samples=qc.samples,
+        window_kb=config.ld_window_kb,
     )
     if pruned.size > config.max_snps:  # evenly spaced along the genome: a deterministic thinning
         pruned = pruned[np.linspace(0, pruned.size - 1, config.max_snps).round().astype(np.int64)]
@@ -86,7 +92,9 @@ def _snp(fileset: PlinkFileset, train_rows: np.ndarray, config: GeneticInputsCon
 def _pgs(fileset: PlinkFileset, folder: Path, train: set[str], out: Path) -> dict:
     files = sorted((folder / "pgs").glob("*.txt")) + sorted((folder / "pgs").glob("*.txt.gz"))
     if not files:
-        raise GeneticsError(f"{folder / 'pgs'}: no PGS Catalog scoring file (*.txt); drop 'pgs' from modalities")
+        raise GeneticsError(
+            f"{folder / 'pgs'}: no PGS Catalog scoring file (*.txt); drop 'pgs' from modalities"
+        )
     result = score(fileset, files)
     columns = [c for c in result.scores.columns if c.endswith("_SUM")]
     table = _standardise(result.scores.astype({"IID": str}), columns, train)
@@ -94,7 +102,9 @@ def _pgs(fileset: PlinkFileset, folder: Path, train: set[str], out: Path) -> dic
     return {"scores": len(table.columns) - 1}
 
 
-def _burden(fileset: PlinkFileset, folder: Path, train: set[str], config: GeneticInputsConfig, out: Path) -> dict:
+def _burden(
+    fileset: PlinkFileset, folder: Path, train: set[str], config: GeneticInputsConfig, out: Path
+) -> dict:
     burden = folder / "burden"
     result = compute_burdens(
         fileset,

@@ -280,9 +280,13 @@ def prepare_pretraining(config: PretrainConfig) -> PretrainParts:
     record = open_genetic_record(run / INPUTS_DIR)
     modalities = tuple(config.genetic.modalities)
     settings = image_settings_for(manifest)
-    train_images = _with_genetics(_images_of(manifest, splits, config.train_split), record, modalities, config.loss_mode)
+    train_images = _with_genetics(
+        _images_of(manifest, splits, config.train_split), record, modalities, config.loss_mode
+    )
     if train_images.empty:
-        raise ImagingError(f"{data}: no training images of people with genetic data (split {config.train_split!r})")
+        raise ImagingError(
+            f"{data}: no training images of people with genetic data (split {config.train_split!r})"
+        )
     val_images = _images_of(manifest, splits, config.val_split)
     codes = {iid: i for i, iid in enumerate(pd.unique(manifest["IID"]))}
     train = MultimodalDataset(train_images, ImageSettings(settings.columns, augment=config.augment))
