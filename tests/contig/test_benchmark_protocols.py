@@ -31,18 +31,6 @@ from imaging.metrics import auroc, quadratic_weighted_kappa
 MODULES = ["subsets", "probes", "harness", "finetune", "encoders"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors gain nothing from threads; parallel test workers would only oversubscribe the cores."""
-    from threadpoolctl import threadpool_limits
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    with threadpool_limits(1):
-        yield
-    torch.set_num_threads(threads)
-
-
 @pytest.mark.parametrize("name", MODULES)
 def test_docstring_examples_run(name):
     module = importlib.import_module(f"contig.benchmark.{name}")

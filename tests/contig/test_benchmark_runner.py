@@ -16,18 +16,6 @@ from contig.biobank import BiobankConfig, simulate_biobank
 from imaging.training.config import ConfigError, load_config
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors gain nothing from threads; parallel test workers would only oversubscribe the cores."""
-    from threadpoolctl import threadpool_limits
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    with threadpool_limits(1):
-        yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def biobank(tmp_path_factory):
     """60 people, ~110 fundus images of 64 px (about 5 s on 2 cores)."""
