@@ -43,6 +43,7 @@ SUBCOMMANDS = {
     "pretrain": "contig.cli.pretrain",
     "simulate": "contig.cli.simulate",
     "ssl": "contig.cli.ssl",
+    "translate": "contig.cli.translate",
 }
 
 

@@ -17,7 +17,7 @@ import torch
 from torch.utils.data import Dataset
 
 from imaging.errors import ImagingError
-from imaging.registry import TASKS, create_encoder, create_task
+from imaging.registry import TASKS, create_encoder, create_task, list_tasks
 from imaging.training.config import TrainingConfig
 
 DEFAULT_ENCODERS = {2: "unet2d", 3: "unet3d"}
@@ -85,6 +85,9 @@ def resolve_model(config: SslConfig, in_chans: int) -> tuple[SslConfig, torch.nn
     """
     name = config.encoder or DEFAULT_ENCODERS[config.dim]
     kwargs = dict(config.encoder_kwargs)
+    list_tasks()  # registers the built-in tasks
+    # A task may feed its encoder other inputs than whole images (puzzle: single-modality tiles).
+    in_chans = getattr(TASKS.get(config.task), "encoder_in_chans", None) or in_chans
     if kwargs.setdefault("in_chans", in_chans) != in_chans:
         raise ImagingError(
             f"encoder_kwargs.in_chans={kwargs['in_chans']} but the images in {config.data or 'the data'} "
@@ -96,6 +99,8 @@ def resolve_model(config: SslConfig, in_chans: int) -> tuple[SslConfig, torch.nn
         create_task(config.task, encoder=encoder, dim=config.dim)
     accepted = inspect.signature(constructor).parameters
     options = dict(config.task_options)
+    if "modalities" in accepted and "modalities" not in options and config.modalities:
+        options["modalities"] = list(config.modalities)
     feature_channels = getattr(encoder, "feature_channels", None)
     if "patch_multiple" in accepted and "patch_multiple" not in options and feature_channels:
         options["patch_multiple"] = 2 ** (len(feature_channels) - 1)  # a U-Net's poolings
