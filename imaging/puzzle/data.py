@@ -104,6 +104,8 @@ class MultimodalVolumes(Dataset):
         return read_volume(self.path(index, modality))
 
     def __getitem__(self, index: int) -> torch.Tensor:
+        if not 0 <= index < len(self):
+            raise IndexError(f"row {index} is out of range for {len(self)} rows")
         arrays, first = [], None
         for modality in self.modalities:
             path = self.path(index, modality)

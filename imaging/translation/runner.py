@@ -143,6 +143,7 @@ def _write_parquet(table: pd.DataFrame, path: Path) -> None:
 def make_eval_fn(data: torch.utils.data.Dataset, batch_size: int = 4):
     """``model -> {"val_l1": mean |G(source) − target|}`` over a paired dataset (for ``monitor=val_l1``)."""
 
+    @torch.no_grad()
     def evaluate(model: nn.Module) -> dict[str, float]:
         device = next(model.parameters()).device
         total, count = 0.0, 0
