@@ -20,7 +20,7 @@
 # downstream (linear probe and end-to-end fine-tuning) at several label fractions, with 95% bootstrap
 # intervals over test people.
 #
-# Full mode: 3,000 people at 64 px, resnet10t, 250 pretraining steps of 64, label fractions 1%, 10%,
+# Full mode: 2,500 people at 64 px, resnet10t, 200 pretraining steps of 64, label fractions 1%, 10%,
 # 100%, 1,000 bootstrap resamples (the sizes of `contig demo`); estimated 15 minutes on 2 CPU cores (not yet measured).
 # Smoke mode (`CONTIG_NOTEBOOK_SMOKE=1`): 160 people at 32 px, `test_resnet`, 3 steps; under a minute.
 #
@@ -33,18 +33,17 @@ import os
 SMOKE = os.environ.get("CONTIG_NOTEBOOK_SMOKE") == "1"
 OUT = os.environ.get("CONTIG_NOTEBOOK_OUT", "notebook-out/01_contig_pretraining")
 SEED = 0
-N_PEOPLE = 160 if SMOKE else 3_000
+N_PEOPLE = 160 if SMOKE else 2_500
 IMAGE_SIZE = 32 if SMOKE else 64
 ENCODER = "test_resnet" if SMOKE else "resnet10t"
-STEPS = 3 if SMOKE else 250
+STEPS = 3 if SMOKE else 200
 BATCH_SIZE = 16 if SMOKE else 64
 MAX_SNPS = 100 if SMOKE else 2_000
 FRACTIONS = (0.1, 1.0) if SMOKE else (0.01, 0.1, 1.0)
-FINETUNE_STEPS = 2 if SMOKE else 40
+FINETUNE_STEPS = 2 if SMOKE else 30
 N_BOOT = 20 if SMOKE else 1_000
 
 # %%
-# ruff: noqa: E402, B018 -- imports follow the parameter cell; a bare last line is displayed
 from pathlib import Path
 
 import pandas as pd

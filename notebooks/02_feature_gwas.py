@@ -43,7 +43,6 @@ FEATURE_PCS = 3 if SMOKE else 10
 P_THRESHOLD = 5e-8
 
 # %%
-# ruff: noqa: E402, B018 -- imports follow the parameter cell; a bare last line is displayed
 import json
 from pathlib import Path
 

@@ -46,7 +46,6 @@ FRACTIONS = (0.3, 1.0) if SMOKE else (0.1, 0.3, 1.0)
 SEEDS = (0,) if SMOKE else (0, 1)
 
 # %%
-# ruff: noqa: E402, B018 -- imports follow the parameter cell; a bare last line is displayed
 from pathlib import Path
 
 import pandas as pd

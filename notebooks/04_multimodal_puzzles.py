@@ -50,7 +50,6 @@ TRANSLATION_STEPS = 2 if SMOKE else 150
 CONTRASTS = ("t1", "t2", "flair")
 
 # %%
-# ruff: noqa: E402, B018 -- imports follow the parameter cell; a bare last line is displayed
 from pathlib import Path
 
 import matplotlib.pyplot as plt

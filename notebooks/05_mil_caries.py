@@ -45,7 +45,6 @@ LR = 3e-3
 N_HEATMAPS = 2 if SMOKE else 6
 
 # %%
-# ruff: noqa: E402, B018 -- imports follow the parameter cell; a bare last line is displayed
 from pathlib import Path
 
 import numpy as np

@@ -36,17 +36,17 @@ class DemoSettings:
 
 
 FULL = DemoSettings(
-    n_individuals=3_000,
+    n_individuals=2_500,
     image_size=64,
     split_fractions=(0.5, 0.15, 0.35),
     image_encoder="resnet10t",
-    pretrain_steps=250,
+    pretrain_steps=200,
     batch_size=64,
     lr=2e-3,
     max_snps=2_000,
     feature_pcs=10,
     fractions=(0.01, 0.1, 1.0),
-    finetune_steps=40,
+    finetune_steps=30,
     n_boot=1_000,
 )
 
