@@ -9,6 +9,7 @@ Cells are numbered in lexicographic (C) order of their grid index.
 from __future__ import annotations
 
 import itertools
+import warnings
 from collections.abc import Sequence
 
 import torch
@@ -37,6 +38,15 @@ def grid_patch_size(
             f"images of size {tuple(spatial)} split into a {tuple(grid)} grid give cells of {tuple(cells)} "
             f"voxels, too small for patches of {size}; use larger images (size=...), a smaller "
             "patch_size or a smaller patch_multiple"
+        )
+    if patch_size is None and multiple > 1 and any(s < 2 * multiple for s in size):
+        # A U-Net pooling by ``multiple`` sees such a patch as one voxel at its deepest level, where
+        # instance norm is constant: the encoder then gets no gradient at all (seen at 24³ with depth 3).
+        warnings.warn(
+            f"patches of {size} voxels reach an encoder pooling by {multiple} as one voxel; with instance "
+            f"norm it cannot learn: use images of at least {tuple((2 * multiple + 1) * k for k in grid)} "
+            "voxels (size=...), a shallower encoder or a smaller grid",
+            stacklevel=2,
         )
     return size
 

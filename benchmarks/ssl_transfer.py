@@ -1,0 +1,238 @@
+"""Transfer of every 3D proxy task to segmentation at 5/10/25/100% labels, against training from scratch.
+
+Simulates a small MRI biobank (t1, t2 and flair co-registered, stacked as 3 channels), pretrains one
+U-Net encoder per proxy task (``imaging.registry.list_tasks()``: cpc, rotation, rpl, jigsaw, exemplar,
+simclr, puzzle) for the same step budget on the unlabelled volumes of the training persons, then fine-tunes
+a segmentation U-Net (CSF, grey matter, white matter, lesion) at each label fraction from scratch and from
+every pretrained encoder (``imaging.finetune.run_data_efficiency``). Scores are test-split Dice per
+foreground class; the headline is their mean. Prints the table init × fraction and writes
+``<out>/finetune/results.parquet``, ``<out>/finetune/data_efficiency.png`` and ``<out>/pretraining.csv``.
+
+The puzzle task trains a one-channel encoder (it sees single-modality tiles). For the 3-channel
+segmenter its first convolution is inflated: the one-channel kernel divided by 3 on every channel, so a
+volume whose three channels are equal gives the pretrained response (``inflate_run``).
+
+Usage: python benchmarks/ssl_transfer.py [--out runs/ssl_transfer] [--n-individuals 150] [--size 24]
+       [--pretrain-steps 50] [--finetune-steps 40] [--seeds 0] [--tasks cpc,rotation,...] [--threads 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import time
+import uuid
+from pathlib import Path
+
+import pandas as pd
+import torch
+import yaml
+from safetensors.torch import load_file, save_file
+
+from contig.biobank import BiobankConfig, simulate_biobank
+from genetics.coalescent import CoalescentConfig
+from imaging.datasets import open_image_folder
+from imaging.finetune import FinetuneConfig
+from imaging.finetune.efficiency import run_data_efficiency
+from imaging.registry import list_tasks
+from imaging.ssl.train import SslConfig, train_ssl
+
+TASKS = ("cpc", "rotation", "rpl", "jigsaw", "exemplar", "simclr", "puzzle")
+FRACTIONS = (0.05, 0.1, 0.25, 1.0)
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default="runs/ssl_transfer")
+    parser.add_argument("--n-individuals", type=int, default=150)
+    parser.add_argument("--size", type=int, default=24, help="voxels per side (divisible by 4)")
+    parser.add_argument("--pretrain-steps", type=int, default=50)
+    parser.add_argument("--pretrain-batch", type=int, default=4)
+    parser.add_argument("--finetune-steps", type=int, default=40)
+    parser.add_argument("--finetune-batch", type=int, default=2)
+    parser.add_argument("--freeze-steps", type=int, default=10)
+    parser.add_argument("--base-width", type=int, default=8)
+    parser.add_argument("--depth", type=int, default=3)
+    parser.add_argument("--fractions", default=",".join(f"{f:g}" for f in FRACTIONS))
+    parser.add_argument("--seeds", default="0")
+    parser.add_argument("--tasks", default=",".join(TASKS))
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--reuse-pretraining", action="store_true", help="keep finished pretraining runs")
+    return parser.parse_args()
+
+
+def make_biobank(out: Path, n_individuals: int, size: int) -> Path:
+    """A small MRI biobank (a 2 × 1 Mb genome keeps the build to seconds; only the images matter here)."""
+    folder = out / "biobank"
+    if (folder / "manifest.parquet").is_file():
+        return folder
+    config = BiobankConfig(
+        n_individuals=n_individuals,
+        image_kind="mri3d",
+        image_size=size,
+        n_discovery=500,
+        genome=CoalescentConfig(n_chromosomes=2, chromosome_length=1_000_000),
+        major_spacing=60_000,
+        n_genes=8,
+        progress=False,
+    )
+    simulate_biobank(folder, config)
+    return folder
+
+
+def task_options(task: str, size: int, multiple: int) -> dict:
+    """CPC with patches of a third of the side (stride half a patch) instead of the default quarter.
+
+    At 24³ the default (4³ patches, stride 2) cuts 1,331 patches per volume and made a CPC step about
+    ten times slower than any other task's; 8³ patches with stride 4 cut 125.
+    """
+    if task != "cpc":
+        return {}
+    patch = max(multiple, size // 3 // multiple * multiple)
+    return {"patch_size": patch, "stride": max(1, patch // 2)}
+
+
+def pretrain(task: str, data: Path, images, args: argparse.Namespace, out: Path) -> dict:
+    """One proxy task for ``--pretrain-steps`` steps on ``images`` (the training persons' volumes)."""
+    config = SslConfig(
+        out=str(out / "pretrain" / task),
+        task=task,
+        data=str(data),
+        size=(args.size,) * 3,
+        max_steps=args.pretrain_steps,
+        epochs=None,
+        batch_size=args.pretrain_batch,
+        encoder_kwargs={"base_width": args.base_width, "depth": args.depth},
+        task_options=task_options(task, args.size, 2 ** (args.depth - 1)),
+        device=args.device,
+        seed=0,
+        log_every=max(1, args.pretrain_steps // 4),
+        checkpoint_every=0,
+        progress=False,
+    )
+    start = time.perf_counter()
+    result = train_ssl(config, dataset=images)
+    seconds = time.perf_counter() - start
+    last = result.get("last") or {}
+    metrics = {k: float(v) for k, v in last.items() if k not in ("step", "epoch", "lr")}
+    return {"task": task, "seconds": seconds, "steps": int(result["step"]), **metrics}
+
+
+def inflate_run(run: Path, in_chans: int) -> Path:
+    """Copy a one-channel run to ``<run>_inflated`` with the first convolution spread over ``in_chans``.
+
+    The kernel (F, 1, *k) becomes (F, in_chans, *k) / in_chans; ``config.yaml`` records the new
+    ``in_chans``. Runs that already take ``in_chans`` channels are returned unchanged.
+    """
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    kwargs = dict(saved.get("encoder_kwargs") or {})
+    if int(kwargs.get("in_chans", in_chans)) == in_chans:
+        return run
+    target = run.with_name(run.name + "_inflated")
+    target.mkdir(parents=True, exist_ok=True)
+    for name in ("best.safetensors", "last.safetensors"):
+        if not (run / name).is_file():
+            continue
+        weights = load_file(str(run / name))
+        first = min(
+            (k for k, v in weights.items() if k.startswith("encoder.") and v.dim() >= 3 and v.shape[1] == 1),
+            key=list(weights).index,
+        )
+        weights[first] = weights[first].repeat_interleave(in_chans, dim=1) / in_chans
+        tmp = target / f".{name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
+        save_file(weights, str(tmp))
+        os.replace(tmp, target / name)
+    saved["encoder_kwargs"] = {**kwargs, "in_chans": in_chans}
+    tmp = target / f".config.yaml.{os.getpid()}.tmp"
+    tmp.write_text(yaml.safe_dump(saved, sort_keys=False))
+    os.replace(tmp, target / "config.yaml")
+    return target
+
+
+def main() -> None:
+    args = parse_args()
+    torch.set_num_threads(args.threads)
+    out = Path(args.out)
+    fractions = [float(f) for f in args.fractions.split(",")]
+    seeds = [int(s) for s in args.seeds.split(",")]
+    available = set(list_tasks())
+    tasks = [t for t in args.tasks.split(",") if t]
+    missing = [t for t in tasks if t not in available]
+    if missing:
+        print(f"skipped (not registered): {', '.join(missing)}")
+    tasks = [t for t in tasks if t in available]
+
+    start = time.perf_counter()
+    data = make_biobank(out, args.n_individuals, args.size)
+    print(f"biobank: {data} ({time.perf_counter() - start:.0f} s)")
+    volumes = open_image_folder(data, dim=3, size=(args.size,) * 3, cache=True)
+    train_rows = [i for i, split in enumerate(volumes.table["split"]) if split == "train"]
+    unlabelled = volumes.subset(train_rows)  # the pool the label fractions are drawn from
+    print(f"pretraining on {len(unlabelled)} unlabelled training volumes of {len(volumes)}, 3 channels")
+
+    rows, inits = [], {"scratch": None}
+    log = out / "pretraining.csv"
+    previous = {r["task"]: r for r in pd.read_csv(log).to_dict("records")} if log.is_file() else {}
+    for task in tasks:
+        done = out / "pretrain" / task / "last.safetensors"
+        try:
+            if args.reuse_pretraining and done.is_file():
+                row = previous.get(task, {"task": task, "steps": args.pretrain_steps})
+            else:
+                row = pretrain(task, data, unlabelled, args, out)
+        except Exception as error:  # report and go on: one broken task must not sink the table
+            print(f"{task}: pretraining failed: {type(error).__name__}: {error}")
+            rows.append({"task": task, "error": f"{type(error).__name__}: {error}"})
+            continue
+        rows.append(row)
+        inits[task] = str(inflate_run(out / "pretrain" / task, volumes.in_chans))
+        shown = ", ".join(f"{k} {v:.3f}" for k, v in row.items() if k not in ("task", "steps") and v == v)
+        print(f"{task}: {row['steps']} steps, {shown}", flush=True)
+    pd.DataFrame(rows).to_csv(log, index=False)
+    pretrain_seconds = time.perf_counter() - start
+
+    finetune_dir = out / "finetune"
+    if finetune_dir.exists():
+        shutil.rmtree(finetune_dir)
+    config = FinetuneConfig(
+        out=str(finetune_dir),
+        data=str(data),
+        size=(args.size,) * 3,
+        max_steps=args.finetune_steps,
+        batch_size=args.finetune_batch,
+        freeze_steps=args.freeze_steps,
+        eval_every=max(1, args.finetune_steps // 2),
+        log_every=max(1, args.finetune_steps // 3),
+        checkpoint_every=0,
+        device=args.device,
+        progress=False,
+    )
+    table = run_data_efficiency(config, inits, fractions, seeds)
+    total = time.perf_counter() - start
+    report(table)
+    print(f"\nwall time: pretraining {pretrain_seconds:.0f} s, total {total:.0f} s")
+    print(f"wrote {finetune_dir / 'results.parquet'}, {finetune_dir / 'data_efficiency.png'}")
+
+
+def report(table: pd.DataFrame) -> None:
+    """Print mean foreground Dice (init × fraction, mean over seeds) and per-class Dice at each fraction."""
+    order = list(dict.fromkeys(table["init"]))
+    headline = table.pivot_table(index="init", columns="label_fraction", values="headline", aggfunc="mean")
+    headline = headline.reindex(order)
+    headline.columns = [f"{c:g}" for c in headline.columns]
+    persons = table.groupby("label_fraction")["n_train_persons"].first()
+    print("\ntraining persons per fraction: " + ", ".join(f"{f:g}: {n}" for f, n in persons.items()))
+    print("\ntest Dice, mean over foreground classes (rows: initialisation; columns: label fraction)")
+    print(headline.to_string(float_format=lambda v: f"{v:.3f}"))
+    classes = [c for c in table.columns if c.startswith("test_dice_") and c != "test_dice_with_background"]
+    for fraction, group in table.groupby("label_fraction"):
+        per_class = group.groupby("init", sort=False)[classes].mean().reindex(order)
+        per_class.columns = [c.removeprefix("test_dice_") for c in classes]
+        print(f"\nper-class test Dice at label fraction {fraction:g}")
+        print(per_class.to_string(float_format=lambda v: f"{v:.3f}"))
+
+
+if __name__ == "__main__":
+    main()
