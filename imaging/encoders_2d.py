@@ -54,7 +54,9 @@ class TimmEncoder(nn.Module):
             state = state.get("state_dict", state) if isinstance(state, dict) else state
             missing, unexpected = self.model.load_state_dict(state, strict=False)
             if len(missing) > 0.5 * len(self.model.state_dict()):
-                raise ImagingError(f"{pretrained}: does not look like weights for {name} ({len(missing)} missing)")
+                raise ImagingError(
+                    f"{pretrained}: does not look like weights for {name} ({len(missing)} missing)"
+                )
         self.num_features = int(self.model.num_features)
         self.in_chans = in_chans
 
