@@ -24,7 +24,7 @@ from typing import Any
 import torch
 
 from imaging.puzzle.data import SyntheticMultimodal
-from imaging.puzzle.task import chance_accuracy
+from imaging.puzzle.task import chance_accuracy, held_out_accuracy
 from imaging.registry import create_encoder, create_task
 from imaging.ssl.base import TaskCollate, TaskItems, task_loss
 from imaging.training import Trainer, TrainingConfig
@@ -48,24 +48,6 @@ def pretrain(config: PretrainConfig, data: SyntheticMultimodal) -> tuple[torch.n
     start = time.perf_counter()
     Trainer(task, task_loss, TaskItems(data), config, collate_fn=TaskCollate(task)).fit()
     return task, time.perf_counter() - start
-
-
-@torch.no_grad()
-def held_out_accuracy(
-    task, images: torch.Tensor, confusion: bool, seed: int = 0
-) -> dict[int, tuple[float, float]]:
-    """grid → (tile accuracy, puzzle accuracy) on ``images`` (N, M, *S), one batch per grid."""
-    task.eval()
-    saved = task.grids, task.modality_confusion
-    results = {}
-    for grid in saved[0]:
-        task.grids, task.modality_confusion = (grid,), confusion
-        batch = task.make_batch(images, torch.Generator().manual_seed(seed))
-        batch = {k: v.to(next(task.parameters()).device) for k, v in batch.items()}
-        out = task(batch)
-        results[grid] = (float(out["tile_accuracy"]), float(out["puzzle_accuracy"]))
-    task.grids, task.modality_confusion = saved
-    return results
 
 
 def main() -> None:

@@ -58,7 +58,7 @@ import torch
 
 from contig.biobank import BiobankConfig, simulate_biobank
 from imaging.puzzle.data import MultimodalVolumes, SyntheticMultimodal
-from imaging.puzzle.task import chance_accuracy
+from imaging.puzzle.task import chance_accuracy, held_out_accuracy
 from imaging.registry import create_encoder, create_task
 from imaging.ssl.base import TaskCollate, TaskItems, task_loss
 from imaging.training import Trainer, TrainingConfig
@@ -95,27 +95,23 @@ def pretrain_puzzle(run: str, data, modalities) -> torch.nn.Module:
     return task.eval()
 
 
-@torch.no_grad()
-def held_out_accuracy(task, images: torch.Tensor, pretraining: str) -> list[dict]:
-    """Tile and exact-puzzle accuracy per grid, mixed-modality and single-modality puzzles."""
-    rows, saved = [], (task.grids, task.modality_confusion)
+def accuracy_rows(task, images: torch.Tensor, pretraining: str) -> list[dict]:
+    """Tile and exact-puzzle accuracy per grid for mixed-modality and single-modality puzzles, with chance."""
+    rows = []
     for confusion, tiles_from in ((True, "mixed modalities"), (False, "one modality")):
-        for grid in saved[0]:
-            task.grids, task.modality_confusion = (grid,), confusion
-            result = task(task.make_batch(images, torch.Generator().manual_seed(SEED)))
+        for grid, (tile, puzzle) in held_out_accuracy(task, images, confusion, seed=SEED).items():
             chance_tile, chance_puzzle = chance_accuracy(grid**3)
             rows.append(
                 {
                     "pretraining": pretraining,
                     "grid": grid,
                     "tiles_from": tiles_from,
-                    "tile_accuracy": float(result["tile_accuracy"]),
+                    "tile_accuracy": tile,
                     "chance_tile": chance_tile,
-                    "puzzle_accuracy": float(result["puzzle_accuracy"]),
+                    "puzzle_accuracy": puzzle,
                     "chance_puzzle": chance_puzzle,
                 }
             )
-    task.grids, task.modality_confusion = saved
     return rows
 
 
@@ -126,7 +122,7 @@ def held_out_accuracy(task, images: torch.Tensor, pretraining: str) -> list[dict
 train = SyntheticMultimodal(N_PRETRAIN, SIZE, CONTRASTS, seed=11)
 test = SyntheticMultimodal(N_TEST, SIZE, CONTRASTS, seed=12)
 puzzle = pretrain_puzzle("puzzle", train, CONTRASTS)
-accuracy = held_out_accuracy(puzzle, test.images, "T1+T2+FLAIR")
+accuracy = accuracy_rows(puzzle, test.images, "T1+T2+FLAIR")
 pd.DataFrame(accuracy)
 
 # %% [markdown]
@@ -207,7 +203,7 @@ synthetic = out / "biobank_synthetic_flair"
 translate_folder(run, biobank, synthetic, checkpoint="last")
 pair = MultimodalVolumes(synthetic, ("t1", "flair"), size=SIZE)
 puzzle_synth = pretrain_puzzle("puzzle_synthetic_flair", pair, ("t1", "flair"))
-accuracy += held_out_accuracy(puzzle_synth, test.images[:, [0, 2]], "T1+synthetic FLAIR")
+accuracy += accuracy_rows(puzzle_synth, test.images[:, [0, 2]], "T1+synthetic FLAIR")
 table = pd.DataFrame(accuracy)
 table.to_csv(out / "puzzle_accuracy.csv", index=False)
 table

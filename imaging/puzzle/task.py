@@ -222,6 +222,31 @@ class MultimodalPuzzle(ProxyTask):
         return hungarian(self.scores(tiles))
 
 
+@torch.no_grad()
+def held_out_accuracy(
+    task: MultimodalPuzzle, images: torch.Tensor, confusion: bool = True, seed: int = 0
+) -> dict[int, tuple[float, float]]:
+    """grid → (tile accuracy, exact-puzzle accuracy) on unseen ``images`` (N, M, *S), one batch per grid.
+
+    ``confusion``: tiles drawn from random modalities (True) or all from one. The task is evaluated in eval
+    mode; its grids, modality confusion and training mode are restored afterwards.
+    """
+    saved, training = (task.grids, task.modality_confusion), task.training
+    device = next(task.parameters()).device
+    task.eval()
+    results = {}
+    try:
+        for grid in saved[0]:
+            task.grids, task.modality_confusion = (grid,), confusion
+            batch = task.make_batch(images, torch.Generator().manual_seed(seed))
+            out = task({k: v.to(device) for k, v in batch.items()})
+            results[grid] = (float(out["tile_accuracy"]), float(out["puzzle_accuracy"]))
+    finally:
+        task.grids, task.modality_confusion = saved
+        task.train(training)
+    return results
+
+
 def chance_accuracy(num_tiles: int) -> tuple[float, float]:
     """(per-tile, exact-puzzle) accuracy of a random permutation of ``num_tiles`` tiles: 1/K and 1/K!."""
     import math
@@ -229,4 +254,4 @@ def chance_accuracy(num_tiles: int) -> tuple[float, float]:
     return 1.0 / num_tiles, 1.0 / math.factorial(num_tiles)
 
 
-__all__ = ["MultimodalPuzzle", "PermutationHead", "chance_accuracy"]
+__all__ = ["MultimodalPuzzle", "PermutationHead", "chance_accuracy", "held_out_accuracy"]

@@ -10,7 +10,7 @@ from torch import nn
 
 from imaging.errors import ImagingError
 from imaging.puzzle.data import SyntheticMultimodal, standardize_channels
-from imaging.puzzle.task import MultimodalPuzzle, chance_accuracy
+from imaging.puzzle.task import MultimodalPuzzle, chance_accuracy, held_out_accuracy
 from imaging.puzzle.tiles import grid_cells, unshuffle
 from imaging.registry import create_task
 from imaging.ssl.base import TaskCollate, TaskItems, task_loss
@@ -205,6 +205,11 @@ def test_short_cpu_run_solves_held_out_puzzles_well_above_chance(tmp_path):
     tile_chance, puzzle_chance = chance_accuracy(4)
     assert out["tile_accuracy"].item() > 2 * tile_chance
     assert out["puzzle_accuracy"].item() > 5 * puzzle_chance
+    # The library's held-out evaluation gives the same numbers and leaves the task as it found it.
+    task.train()
+    accuracy = held_out_accuracy(task, held_out.images, confusion=True, seed=9)
+    assert accuracy == {2: (out["tile_accuracy"].item(), out["puzzle_accuracy"].item())}
+    assert task.training and task.grids == (2,) and task.modality_confusion
     from imaging.training.checkpoint import read_weights
 
     keys = read_weights(tmp_path / "run" / "last.safetensors")
