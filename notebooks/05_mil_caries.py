@@ -53,17 +53,16 @@ import torch
 from IPython.display import Image, display
 
 from imaging.mil import (
+    MILConfig,
     MILFolderDataset,
-    MILLoss,
     attend,
-    create_mil_model,
     evaluate,
     load_images,
-    save_model_config,
+    load_mil_model,
     simulate_bitewings,
+    train_mil,
 )
 from imaging.mil.export import predict_images
-from imaging.training import Trainer, TrainingConfig
 
 if SMOKE:
     torch.set_num_threads(1)
@@ -98,18 +97,17 @@ MODELS = {
 models, rows = {}, []
 for name, (pooling, guide_patch, guide_attention) in MODELS.items():
     run = out / "runs" / name.replace(", ", "_").replace("-", "_")
-    torch.manual_seed(SEED)
-    model = create_mil_model(
-        pooling,
+    config = MILConfig(
+        out=str(run),
+        data=str(train_csv),
+        pooling=pooling,
+        guide_patch=guide_patch,
+        guide_attention=guide_attention,
         backbone=BACKBONE,
-        pretrained=False,
         feature_stride=8,
         patch_size=2,
         embed_dim=EMBED_DIM,
         attention_dim=ATTENTION_DIM,
-    )
-    config = TrainingConfig(
-        out=str(run),
         max_steps=STEPS,
         epochs=None,
         batch_size=BATCH_SIZE,
@@ -120,10 +118,8 @@ for name, (pooling, guide_patch, guide_attention) in MODELS.items():
         checkpoint_every=0,
         progress=False,
     )
-    resume = (run / "last.state.safetensors").is_file()
-    if not resume:
-        save_model_config(model, run)
-    Trainer(model, MILLoss(guide_patch, guide_attention), train_data, config).fit(resume=resume)
+    train_mil(config, resume=(run / "last.state.safetensors").is_file())
+    model = load_mil_model(run, "last")
     models[name] = model.eval()
     rows.append({"model": name, **evaluate(model, test_data)})
 metrics = pd.DataFrame(rows)

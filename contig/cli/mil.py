@@ -5,16 +5,12 @@ Library code lives in ``imaging.mil``; this module only turns flags into keyword
 
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import click
 
 from contig.cli._training import resolve_training_config, training_options
 from imaging.errors import ImagingError
-from imaging.training.config import TrainingConfig
 
 EPILOG = """\b
 Examples:
@@ -24,39 +20,6 @@ Examples:
   contig mil predict --run runs/mil --images bitewings/images --out predictions
   contig mil predict --run runs/mil --images bitewings/images --exclude region.png --out predictions
 """
-
-
-@dataclass
-class MILConfig(TrainingConfig):
-    """``contig mil train`` configuration: the shared training fields plus data, model and guidance."""
-
-    out: str = "runs/mil"
-    epochs: int | None = 20
-    batch_size: int = 16
-    lr: float = 2e-3
-    weight_decay: float = 1e-4
-    warmup_steps: int = 20
-    data: str = ""  # labels CSV (image, label[, mask])
-    val_data: str | None = None  # optional validation CSV; then monitor defaults to val_auroc
-    image_col: str = "image"
-    label_col: str = "label"
-    mask_col: str = "mask"
-    flip: bool = True
-    backbone: str = "resnet18"
-    pretrained: str | None = None  # local backbone checkpoint; never downloaded
-    pooling: Literal["interpretable", "attention", "mean", "max"] = "interpretable"
-    num_classes: int = 1
-    feature_stride: int | None = 8
-    patch_size: int = 2
-    patch_stride: int | None = None
-    embed_dim: int = 128
-    attention_dim: int = 64
-    k_min: float = 1.0
-    attention_bias: float = -2.0  # initial attention logit bias (σ(−2) ≈ 0.12)
-    dropout: float = 0.0
-    guide_patch: float = 1.0  # weight of the patch-probability guidance on images with masks
-    guide_attention: float = 0.5  # weight of the attention guidance
-    min_coverage: float = 0.0  # a patch is a lesion patch when more than this fraction is lesion
 
 
 def _fail(error: Exception) -> click.ClickException:
@@ -103,54 +66,18 @@ def simulate(out, n, height, width, positive_fraction, mask_fraction, seed) -> N
 @training_options
 def train(data, val_data, **kwargs) -> None:
     """Train a MIL model (any KEY=VALUE of the configuration, e.g. pooling=attention guide_patch=0)."""
-    import torch
-
-    from imaging.mil import MILFolderDataset, MILLoss, create_mil_model, make_eval_fn, save_model_config
-    from imaging.training import Trainer
+    from imaging.mil.train import MILConfig, train_mil
 
     extra = [f"{key}={value}" for key, value in (("data", data), ("val_data", val_data)) if value is not None]
     kwargs["overrides"] = (*extra, *(kwargs.get("overrides") or ()))
     config = resolve_training_config(MILConfig, kwargs)
     if not config.data:
         raise click.UsageError("give the labels CSV with --data CSV (or data=CSV)")
-    if config.val_data and config.monitor == "loss":
-        config = dataclasses.replace(config, monitor="val_auroc", mode="max")
     try:
-        dataset_args = {
-            "image_col": config.image_col,
-            "label_col": config.label_col,
-            "mask_col": config.mask_col,
-            "num_classes": config.num_classes,
-        }
-        train_data = MILFolderDataset(config.data, flip=config.flip, **dataset_args)
-        eval_fn = make_eval_fn(MILFolderDataset(config.val_data, **dataset_args)) if config.val_data else None
-        torch.manual_seed(config.seed)  # the model's initialisation
-        model = create_mil_model(
-            config.pooling,
-            backbone=config.backbone,
-            pretrained=config.pretrained or False,
-            **{key: getattr(config, key) for key in _MODEL_KEYS},
-        )
-        loss_fn = MILLoss(config.guide_patch, config.guide_attention, config.min_coverage)
-        if kwargs["resume"] or not (Path(config.out) / "last.state.safetensors").is_file():
-            save_model_config(model, config.out)  # else the trainer refuses to overwrite the run
-        result = Trainer(model, loss_fn, train_data, config, eval_fn=eval_fn).fit(resume=kwargs["resume"])
+        result = train_mil(config, resume=kwargs["resume"])
     except ImagingError as error:
         raise _fail(error) from None
     click.echo(f"trained to step {result['step']}; run directory {Path(config.out)}")
-
-
-_MODEL_KEYS = (
-    "num_classes",
-    "feature_stride",
-    "patch_size",
-    "patch_stride",
-    "embed_dim",
-    "attention_dim",
-    "k_min",
-    "attention_bias",
-    "dropout",
-)
 
 
 @command.command("predict")

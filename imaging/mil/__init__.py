@@ -28,8 +28,10 @@ from imaging.mil.model import (
     save_model_config,
 )
 from imaging.mil.synthetic_bitewing import render_bitewing, simulate_bitewings
+from imaging.mil.train import MILConfig, train_mil
 
 __all__ = [
+    "MILConfig",
     "POOLINGS",
     "MILFolderDataset",
     "MILLoss",
@@ -54,6 +56,7 @@ __all__ = [
     "region_keep",
     "render_bitewing",
     "save_model_config",
+    "train_mil",
     "simulate_bitewings",
     "write_json",
     "write_overlay",
