@@ -8,5 +8,14 @@ modality serves puzzle pretraining (``imaging.puzzle``) when a real one is missi
 
 from imaging.translation.models import CycleGAN, Pix2Pix, create_translation_model
 from imaging.translation.networks import PatchDiscriminator, UNetGenerator
+from imaging.translation.train import TranslateConfig, train_translation
 
-__all__ = ["CycleGAN", "PatchDiscriminator", "Pix2Pix", "UNetGenerator", "create_translation_model"]
+__all__ = [
+    "CycleGAN",
+    "PatchDiscriminator",
+    "Pix2Pix",
+    "TranslateConfig",
+    "UNetGenerator",
+    "create_translation_model",
+    "train_translation",
+]
