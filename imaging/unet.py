@@ -19,6 +19,7 @@ torch.Size([2, 3, 8, 8, 8])
 
 from __future__ import annotations
 
+import warnings
 from typing import Literal
 
 import torch
@@ -49,9 +50,17 @@ class _InstanceNorm(nn.Module):
         super().__init__()
         self.weight = nn.Parameter(torch.ones(channels))
         self.bias = nn.Parameter(torch.zeros(channels))
+        self._warned = False
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x[0, 0].numel() == 1:  # torch refuses one spatial element; x - mean is 0 there
+            if self.training and not self._warned:
+                self._warned = True
+                warnings.warn(
+                    "instance norm over a one-voxel map outputs a constant: nothing below this level "
+                    "learns from it; feed larger inputs or use a shallower encoder (or norm=batch/group)",
+                    stacklevel=2,
+                )
             shape = (1, -1) + (1,) * (x.ndim - 2)
             return (x * 0) + self.bias.view(shape)
         return nn.functional.instance_norm(x, weight=self.weight, bias=self.bias, eps=1e-5)
