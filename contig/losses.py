@@ -74,7 +74,13 @@ def contrastive_loss(
     """
     if kind not in LOSS_KINDS or mode not in MODES:
         raise ValueError(f"kind must be one of {LOSS_KINDS} and mode one of {MODES}")
-    n_people = int(person.max().item()) + 1 if person.numel() else 0
+    # Rows of ``genetics`` (U); padded rows (e.g. gathered across ranks) are never pointed at by ``person``.
+    rows_given = [a.shape[0] for a in available.values()]
+    n_people = rows_given[0] if rows_given else (int(person.max().item()) + 1 if person.numel() else 0)
+    if any(n != n_people for n in rows_given) or (person.numel() and int(person.max()) >= n_people):
+        raise ValueError(
+            f"availability masks have {rows_given} rows; person indices reach {int(person.max())}"
+        )
     people_ok = torch.ones(n_people, dtype=torch.bool, device=image.device)
     if mode == "inner":
         for mask in available.values():

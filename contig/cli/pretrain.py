@@ -29,7 +29,7 @@ def command(data, **kwargs) -> None:
     inputs/ (genetic modalities with training statistics), metrics.csv and safetensors checkpoints.
     """
     from contig.pretrain import PretrainConfig, pretrain
-    from imaging.training.distributed import cleanup, init_distributed
+    from imaging.training.distributed import cleanup, init_distributed, is_main_process
 
     if data is not None:
         kwargs["overrides"] = (f"data={data}", *(kwargs.get("overrides") or ()))
@@ -39,8 +39,11 @@ def command(data, **kwargs) -> None:
     init_distributed()
     try:
         result = pretrain(config, resume=kwargs["resume"])
+        main_process = is_main_process()
     finally:
         cleanup()
+    if not main_process:
+        return
     best = result.get("best_value")
     click.echo(
         f"trained to step {result['step']}; best {config.monitor} {best:.4f} at step {result.get('best_step')}; "

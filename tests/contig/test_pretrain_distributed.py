@@ -21,7 +21,8 @@ from imaging.training import cleanup, init_distributed
 
 WORLD = 2
 # Global batch of 8 images; person A has three images, one of them on rank 1.
-IMAGES_BY_RANK = [["A", "A", "B", "C"], ["D", "E", "A", "F"]]
+# Rank 1 holds only three distinct people, so its last padded genetic row is never pointed at.
+IMAGES_BY_RANK = [["A", "A", "B", "C"], ["D", "E", "A", "D"]]
 PEOPLE = ["A", "B", "C", "D", "E", "F"]
 
 
@@ -36,7 +37,7 @@ def record() -> GeneticRecord:
 
 def images(iids: list[str]) -> list[dict]:
     g = torch.Generator().manual_seed(1)
-    table = {iid: torch.randn(3, 5, generator=g) for iid in ["A", "A2", "A3", "B", "C", "D", "E", "F"]}
+    table = {iid: torch.randn(3, 5, generator=g) for iid in ["A", "A2", "A3", "B", "C", "D", "D2", "E", "F"]}
     seen: dict[str, int] = {}
     items = []
     for iid in iids:
