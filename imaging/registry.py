@@ -65,11 +65,7 @@ def _load_builtins() -> None:
     import importlib
 
     for module in _BUILTIN_MODULES:
-        try:
-            importlib.import_module(module)
-        except ModuleNotFoundError as error:  # a family still being built in this checkout
-            if not module.startswith(str(error.name)):
-                raise
+        importlib.import_module(module)
 
 
 def create_encoder(name: str, **kwargs: Any):
