@@ -29,7 +29,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from contig.dataset import group_people, read_manifest
+from contig.dataset import read_manifest
 from contig.embed import embed_images, load_run
 from contig.model import ContIG
 from contig.pretrain import person_splits
@@ -115,19 +115,18 @@ def explain_run(
     with torch.no_grad():
         features = torch.from_numpy(per_person.filter(like="feat_").to_numpy())
         image_embedding = model.image_head(features)
-    iids, _ = group_people(per_person["IID"])
+    iids = per_person["IID"].to_numpy(str)  # one row per person, aligned with image_embedding
     train = splits.loc[splits["split"] == config.train_split, "IID"].to_numpy()
+    batch, train_batch = record.batch(iids), record.batch(train)  # every modality, decoded once
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     generator = np.random.default_rng(seed)
     tops = {}
     for modality in config.genetic.modalities:
-        batch = record.batch(iids)
         column = record.modalities.index(modality)
         present = batch["mask"][:, column].numpy()
         if present.sum() < 2:
             continue
-        train_batch = record.batch(train)
         train_present = train_batch["mask"][:, column]
         baseline = train_batch[modality][train_present].mean(dim=0)
         reference_rows = generator.choice(
