@@ -156,12 +156,12 @@ def gather_global_batch(
     image_all = D.all_gather_with_grad(image)
     person_all = D.all_gather_with_grad(person + D.rank() * rows)
     codes = D.all_gather_with_grad(_pad_rows(person_code + 1, rows))  # 0 = padding
-    first = torch.zeros_like(codes, dtype=torch.bool)
-    seen: dict[int, int] = {}
-    for i, code in enumerate(codes.tolist()):
-        if code and code not in seen:
-            seen[code], first[i] = i, True
-    remap = torch.tensor([seen.get(c, i) for i, c in enumerate(codes.tolist())], device=codes.device)
+    # Each row points at the first row holding the same person (padding rows at themselves), on device.
+    position = torch.arange(codes.numel(), device=codes.device)
+    distinct, which = torch.unique(codes, return_inverse=True)
+    first_row = torch.full_like(distinct, codes.numel()).scatter_reduce(0, which, position, "amin")
+    remap = torch.where(codes == 0, position, first_row[which])
+    first = (remap == position) & (codes != 0)
     person_all = remap[person_all]
     genetics_all = {m: D.all_gather_with_grad(_pad_rows(g, rows)) for m, g in genetics.items()}
     available_all = {
