@@ -4,20 +4,17 @@ including a person whose images landed on both ranks and people missing a modali
 from __future__ import annotations
 
 import os
-import socket
-import sys
 
 import pandas as pd
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 from safetensors.torch import load_file, save_file
 from torch import nn
 
 from contig.pretrain import CodedCollate, PretrainConfig, pretrain_loss
 from genetics.record import GeneticRecord
-from imaging.training import cleanup, init_distributed
+from tests._gloo import run_ranks
 
 WORLD = 2
 # Global batch of 8 images; person A has three images, one of them on rank 1.
@@ -78,42 +75,21 @@ def loss_and_grads(batch) -> dict[str, torch.Tensor]:
     return out | {f"grad.{k}": p.grad.detach().clone() for k, p in model.named_parameters()}
 
 
-def _worker(local: int, port: int, folder: str) -> None:
-    os.environ.update(
-        MASTER_ADDR="127.0.0.1",
-        MASTER_PORT=str(port),
-        RANK=str(local),
-        WORLD_SIZE=str(WORLD),
-        LOCAL_RANK=str(local),
+def _worker(local: int, folder: str) -> None:
+    result = loss_and_grads(
+        collate()(images(IMAGES_BY_RANK[0] + IMAGES_BY_RANK[1])[4 * local : 4 * local + 4])
     )
-    torch.set_num_threads(1)
-    assert init_distributed(backend="gloo")
-    try:
-        result = loss_and_grads(
-            collate()(images(IMAGES_BY_RANK[0] + IMAGES_BY_RANK[1])[4 * local : 4 * local + 4])
-        )
-        for key, value in result.items():
-            if key.startswith("grad."):  # what DDP's gradient averaging does
-                dist.all_reduce(value)
-                value /= WORLD
-        save_file(result, os.path.join(folder, f"rank{local}.safetensors"))
-    finally:
-        cleanup()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(0)
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    for key, value in result.items():
+        if key.startswith("grad."):  # what DDP's gradient averaging does
+            dist.all_reduce(value)
+            value /= WORLD
+    save_file(result, os.path.join(folder, f"rank{local}.safetensors"))
 
 
 @pytest.fixture(scope="module")
 def spawned(tmp_path_factory):
     folder = tmp_path_factory.mktemp("ddp")
-    mp.spawn(_worker, args=(_free_port(), str(folder)), nprocs=WORLD, join=True)
+    run_ranks(_worker, WORLD, folder)
     return [load_file(folder / f"rank{r}.safetensors") for r in range(WORLD)]
 
 

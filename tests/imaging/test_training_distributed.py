@@ -4,14 +4,11 @@ gradients, and the Trainer under DDP (batch 4 per rank) matches one process with
 from __future__ import annotations
 
 import os
-import socket
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import nn
@@ -22,12 +19,10 @@ from imaging.training import (
     Trainer,
     TrainingConfig,
     all_gather_with_grad,
-    cleanup,
-    init_distributed,
-    is_distributed,
     rank,
     world_size,
 )
+from tests._gloo import run_ranks
 
 WORLD, LOCAL_BATCH, DIM = 2, 4, 5
 
@@ -103,70 +98,47 @@ def _crash_at(call: int):
     return loss_fn
 
 
-def _worker(local: int, port: int, folder: str) -> None:
-    os.environ.update(
-        MASTER_ADDR="127.0.0.1",
-        MASTER_PORT=str(port),
-        RANK=str(local),
-        WORLD_SIZE=str(WORLD),
-        LOCAL_RANK=str(local),
-    )
-    torch.set_num_threads(1)
-    assert init_distributed(backend="gloo") and is_distributed()
+def _worker(local: int, folder: str) -> None:
+    assert (rank(), world_size()) == (local, WORLD)
+    images, genomes = global_pairs()
+    rows = slice(local * LOCAL_BATCH, (local + 1) * LOCAL_BATCH)
+    results = {}
+    for name in ("global", "local"):
+        a = images[rows].clone().requires_grad_()
+        b = genomes[rows].clone().requires_grad_()
+        a_all, b_all = all_gather_with_grad(a), all_gather_with_grad(b)
+        assert torch.equal(a_all.detach(), images)
+        if name == "global":
+            loss = info_nce(a_all, b_all)
+        else:
+            loss = local_info_nce(a, b, a_all, b_all, offset=rows.start)
+        (loss / world_size()).backward()  # what DDP's gradient averaging optimises
+        reduced = loss.detach().clone()
+        dist.all_reduce(reduced)
+        results |= {f"{name}_loss": reduced / WORLD, f"{name}_grad_a": a.grad, f"{name}_grad_b": b.grad}
+    save_file(results, os.path.join(folder, f"rank{local}.safetensors"))
+    model = make_model()
+    Trainer(model, mse, Pairs(), ddp_config(Path(folder) / "ddp", LOCAL_BATCH)).fit()
+    if local == 1:
+        save_file(
+            {k: v.contiguous() for k, v in model.state_dict().items()},
+            os.path.join(folder, "ddp_rank1.safetensors"),
+        )
+    # Resume under DDP: dropout (per-rank RNG) and part-filled loss windows at the checkpoint.
+    resume = dict(max_steps=8, log_every=3, checkpoint_every=4)
+    Trainer(make_model(0.3), mse, Pairs(), ddp_config(Path(folder) / "full", LOCAL_BATCH, **resume)).fit()
+    config = ddp_config(Path(folder) / "resumed", LOCAL_BATCH, **resume)
     try:
-        assert (rank(), world_size()) == (local, WORLD)
-        images, genomes = global_pairs()
-        rows = slice(local * LOCAL_BATCH, (local + 1) * LOCAL_BATCH)
-        results = {}
-        for name in ("global", "local"):
-            a = images[rows].clone().requires_grad_()
-            b = genomes[rows].clone().requires_grad_()
-            a_all, b_all = all_gather_with_grad(a), all_gather_with_grad(b)
-            assert torch.equal(a_all.detach(), images)
-            if name == "global":
-                loss = info_nce(a_all, b_all)
-            else:
-                loss = local_info_nce(a, b, a_all, b_all, offset=rows.start)
-            (loss / world_size()).backward()  # what DDP's gradient averaging optimises
-            reduced = loss.detach().clone()
-            dist.all_reduce(reduced)
-            results |= {f"{name}_loss": reduced / WORLD, f"{name}_grad_a": a.grad, f"{name}_grad_b": b.grad}
-        save_file(results, os.path.join(folder, f"rank{local}.safetensors"))
-        model = make_model()
-        Trainer(model, mse, Pairs(), ddp_config(Path(folder) / "ddp", LOCAL_BATCH)).fit()
-        if local == 1:
-            save_file(
-                {k: v.contiguous() for k, v in model.state_dict().items()},
-                os.path.join(folder, "ddp_rank1.safetensors"),
-            )
-        # Resume under DDP: dropout (per-rank RNG) and part-filled loss windows at the checkpoint.
-        resume = dict(max_steps=8, log_every=3, checkpoint_every=4)
-        Trainer(make_model(0.3), mse, Pairs(), ddp_config(Path(folder) / "full", LOCAL_BATCH, **resume)).fit()
-        config = ddp_config(Path(folder) / "resumed", LOCAL_BATCH, **resume)
-        try:
-            Trainer(make_model(0.3), _crash_at(7), Pairs(), config).fit()
-        except _Crash:
-            pass
-        Trainer(make_model(0.3), mse, Pairs(), config).fit(resume=True)
-    finally:
-        cleanup()
-    # Skip interpreter teardown: on a loaded machine gloo's threads can rarely abort there (SIGABRT after
-    # every result is written; cf. pytorch/pytorch#179291). Everything the test reads is on disk already.
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(0)
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        Trainer(make_model(0.3), _crash_at(7), Pairs(), config).fit()
+    except _Crash:
+        pass
+    Trainer(make_model(0.3), mse, Pairs(), config).fit(resume=True)
 
 
 @pytest.fixture(scope="module")
 def spawned(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("ddp")
-    mp.spawn(_worker, args=(_free_port(), str(folder)), nprocs=WORLD, join=True)
+    run_ranks(_worker, WORLD, folder)
     return folder
 
 
