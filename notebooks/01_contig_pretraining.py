@@ -55,6 +55,7 @@ from contig.biobank import BiobankConfig, simulate_biobank
 from contig.dataset import ImageSettings, MultimodalDataset
 from contig.demo import downstream
 from contig.demo.baselines import random_encoder, train_simclr
+from contig.demo.downstream import read_image_table
 from contig.demo.settings import DemoSettings
 from contig.embed import embed_images, load_run
 from contig.genetic_inputs import GeneticInputsConfig
@@ -85,8 +86,7 @@ if not (biobank / "truth.json").is_file():
             progress=False,
         ),
     )
-labels = pd.read_parquet(biobank / "downstream" / "labels.parquet").astype({"IID": str})
-labels["image"] = [str(biobank / p) for p in labels["image"]]
+labels = read_image_table(biobank, "downstream/labels.parquet")
 labels.drop_duplicates("IID")["split"].value_counts()
 
 # %% [markdown]

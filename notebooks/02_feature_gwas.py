@@ -53,6 +53,7 @@ from IPython.display import Image, display
 from contig.biobank import BiobankConfig, simulate_biobank
 from contig.dataset import ImageSettings, MultimodalDataset
 from contig.demo.baselines import random_encoder, train_simclr
+from contig.demo.downstream import read_image_table
 from contig.demo.feature_gwas import feature_gwas, planted_variants
 from contig.embed import embed_images, load_run
 from contig.genetic_inputs import GeneticInputsConfig
@@ -81,8 +82,7 @@ if not (biobank / "truth.json").is_file():
         ),
     )
 truth = json.loads((biobank / "truth.json").read_text())
-labels = pd.read_parquet(biobank / "downstream" / "labels.parquet").astype({"IID": str})
-labels["image"] = [str(biobank / p) for p in labels["image"]]
+labels = read_image_table(biobank, "downstream/labels.parquet")
 pd.DataFrame(planted_variants(truth))
 
 # %% [markdown]

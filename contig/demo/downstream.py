@@ -31,6 +31,14 @@ PROBE_C = 0.05  # fixed L2 strength on standardised features: inner CV per fit c
 HEADLINE_METRIC = {"binary": "auroc", "ordinal": "qwk", "regression": "r2"}
 
 
+def read_image_table(biobank: Path, name: str) -> pd.DataFrame:
+    """A per-image table of the biobank (``downstream/labels.parquet``, ``truth/image_traits.parquet``)
+    with ``IID`` as text and ``image`` made an absolute path."""
+    table = pd.read_parquet(biobank / name).astype({"IID": str})
+    table["image"] = [str(biobank / path) for path in table["image"]]
+    return table
+
+
 def _features(per_image: pd.DataFrame, rows: np.ndarray) -> np.ndarray:
     return per_image.filter(like="feat_").to_numpy(np.float64)[rows]
 
@@ -65,9 +73,8 @@ def evaluate(
                 probe_c=PROBE_C,
             )
         )
-    traits = table[["IID", "image"]].assign(image=[str(Path(p).relative_to(biobank)) for p in table["image"]])
-    traits = traits.merge(
-        pd.read_parquet(biobank / "truth" / "image_traits.parquet").astype({"IID": str}),
+    traits = table[["IID", "image"]].merge(
+        read_image_table(biobank, "truth/image_traits.parquet"),
         on=["IID", "image"],
         how="left",
         validate="one_to_one",

@@ -106,8 +106,7 @@ def run_demo(
     with clock("simulate"):
         biobank = _biobank(out, s, seed, progress)
     truth = json.loads((biobank / "truth.json").read_text())
-    labels = pd.read_parquet(biobank / "downstream" / "labels.parquet").astype({"IID": str})
-    labels["image"] = [str(biobank / p) for p in labels["image"]]
+    labels = downstream.read_image_table(biobank, "downstream/labels.parquet")
 
     with clock("pretrain_contig"):
         trained = _pretrain_contig(biobank, out / "runs" / "contig", s, seed, progress)
