@@ -13,7 +13,7 @@ one genetic row. The gradient is then exactly the single-process gradient of the
 
 from __future__ import annotations
 
-import logging
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -38,7 +38,6 @@ from imaging.errors import ImagingError
 from imaging.training import distributed as D
 from imaging.training.config import TrainingConfig
 
-log = logging.getLogger("contig.pretrain")
 INPUTS_DIR = "inputs"
 
 
@@ -304,8 +303,8 @@ def pretrain(config: PretrainConfig, resume: bool = False) -> dict:
     parts = prepare_pretraining(config)
     loss_fn = pretrain_loss(config)
     eval_fn = _validation(config, parts.val, parts.collate) if parts.val is not None else None
-    if eval_fn is None and config.monitor == "val_loss":
-        config.monitor = "loss"
+    if eval_fn is None and config.monitor == "val_loss":  # no validation people: monitor the training loss
+        config = dataclasses.replace(config, monitor="loss")
     trainer = Trainer(
         parts.model,
         loss_fn,
