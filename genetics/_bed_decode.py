@@ -38,7 +38,8 @@ def decode_variants(raw: np.ndarray, n_samples: int, samples: np.ndarray | None 
     Returns:
         (n, m) float32 dosage of the A1 allele, NaN where missing (a transposed, Fortran-ordered view).
     """
-    dosages = _BYTE_TO_DOSAGES[raw].reshape(raw.shape[0], -1)[:, :n_samples]  # (m, N)
+    # mode="clip" skips numpy's bounds check (a uint8 index is always in range): ~3x faster than [raw]
+    dosages = np.take(_BYTE_TO_DOSAGES, raw, axis=0, mode="clip").reshape(raw.shape[0], -1)[:, :n_samples]
     if samples is not None:
         dosages = dosages[:, samples]
     return dosages.T
@@ -85,8 +86,8 @@ def decode_variants_zero_missing(
     if out is None:
         out = np.empty((m, 4 * n_bytes))
     target = out[:m].reshape(m, n_bytes, 4)
-    np.take(_BYTE_TO_DOSAGES_ZERO, raw, axis=0, out=target)
-    variant_at, byte_at = np.nonzero(_BYTE_HAS_MISSING[raw])
+    np.take(_BYTE_TO_DOSAGES_ZERO, raw, axis=0, out=target, mode="clip")  # uint8 index: always in range
+    variant_at, byte_at = np.nonzero(np.take(_BYTE_HAS_MISSING, raw, mode="clip"))
     slots = _BYTE_MISSING_SLOTS[raw[variant_at, byte_at]]  # (e_bytes, 4)
     entry, slot = np.nonzero(slots)
     samples = byte_at[entry] * 4 + slot
