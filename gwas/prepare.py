@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import scipy.linalg
-from scipy import special, stats
+from scipy import special
 
 # offset c of the rank transform Φ⁻¹((r − c) / (n − 2c + 1))
 RANK_OFFSETS = {"plink2": 0.5, "rankit": 0.5, "blom": 3.0 / 8.0, "tukey": 1.0 / 3.0, "van_der_waerden": 0.0}
@@ -173,6 +173,8 @@ def inverse_normal_transform(values: np.ndarray, c: float | str = "plink2") -> n
         raise PrepareError(f"rank offset c={offset} must be in [0, 1)")
     array = np.asarray(values, dtype=np.float64)
     x = _as_2d(array, "values")
+    from scipy import stats  # imported here: scipy.stats costs ~0.5 s to import
+
     ranks = stats.rankdata(x, method="average", axis=0, nan_policy="omit")
     n = np.sum(~np.isnan(x), axis=0)
     with np.errstate(invalid="ignore", divide="ignore"):
