@@ -14,23 +14,24 @@ import os
 import shutil
 import time
 import warnings
+from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from queue import SimpleQueue
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
 import pyarrow.parquet as pq
 from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
 from genetics._atomic import atomic_path, atomic_write_text
 from genetics.plink import PlinkFileset
+from gwas.chunk import PARQUET_OPTIONS, WRITE_SCHEMA, ChunkStats, chunk_table, compute_chunk
 from gwas.errors import GwasInputError
-from gwas.kernel import ERRCODES, GroupDesign, associate_block, covariate_basis, residualize
+from gwas.kernel import GroupDesign, covariate_basis, residualize
 from gwas.phenotypes import PhenotypeGroup, group_by_missingness, load_covariates, load_phenotypes
-from gwas.sumstats import SUMSTATS_SCHEMA
 
 
 @dataclass
@@ -179,121 +180,72 @@ def prepare(
     )
 
 
-def _chunk_table(
-    prepared: PreparedGwas,
-    variant_index: np.ndarray,
-    block: tuple[np.ndarray, np.ndarray, np.ndarray],
-    mode: str,
-    device: str | None = None,
-) -> pa.Table:
-    """Run every phenotype group on one decoded block (dosage with missing = 0, missing coordinates);
-    rows ordered phenotype-major, then variant."""
-    m = variant_index.size
-    n_pheno = len(prepared.phenotype_names)
-    stats = {c: np.empty((n_pheno, m)) for c in ("A1_FREQ", "BETA", "SE", "T_STAT", "P", "LOG10_P")}
-    obs_ct = np.empty((n_pheno, m), dtype=np.int64)
-    errcode = np.empty((n_pheno, m), dtype=np.int32)  # index into ERRCODES
-    for group, design in zip(prepared.groups, prepared.designs, strict=True):
-        result = associate_block(*block, design, mode, device)
-        columns = group.phenotypes
-        stats["A1_FREQ"][columns] = result.a1_freq[None, :]
-        obs_ct[columns] = result.obs_ct[None, :]
-        errcode[columns] = pd.Categorical(result.errcode, categories=ERRCODES).codes[None, :]
-        for name, values in (
-            ("BETA", result.beta),
-            ("SE", result.se),
-            ("T_STAT", result.t_stat),
-            ("P", result.p),
-            ("LOG10_P", result.log10_p),
-        ):
-            stats[name][columns] = values.T
-    bim = prepared.fileset.bim.iloc[variant_index]
-    tile = pa.array(np.tile(np.arange(m, dtype=np.int32), n_pheno))
-
-    def repeat(values: pd.Series) -> pa.Array:
-        return pa.DictionaryArray.from_arrays(tile, pa.array(values.astype(str).to_numpy())).cast(pa.string())
-
-    phenotype = pa.DictionaryArray.from_arrays(
-        pa.array(np.repeat(np.arange(n_pheno, dtype=np.int32), m)), pa.array(prepared.phenotype_names)
-    ).cast(pa.string())
-    columns = {
-        "phenotype": phenotype,
-        "CHROM": repeat(bim["CHROM"]),
-        "POS": pa.array(np.tile(bim["POS"].to_numpy(dtype=np.int64), n_pheno)),
-        "ID": repeat(bim["ID"]),
-        "REF": repeat(bim["REF"]),
-        "ALT": repeat(bim["ALT"]),
-        "A1": repeat(bim["ALT"]),
-        "A1_FREQ": pa.array(stats["A1_FREQ"].ravel()),
-        "OBS_CT": pa.array(obs_ct.ravel()),
-        **{c: pa.array(stats[c].ravel()) for c in ("BETA", "SE", "T_STAT", "P", "LOG10_P")},
-        "ERRCODE": pa.DictionaryArray.from_arrays(pa.array(errcode.ravel()), pa.array(ERRCODES)).cast(
-            pa.string()
-        ),
-    }
-    return pa.table(columns, schema=SUMSTATS_SCHEMA)
-
-
 class _Assembler:
-    """Writes finished chunks in order on one background thread: the chunk file (the resume journal),
-    then its rows appended to the final parquet file and its LOG10_P to the memory map.
+    """Appends finished chunks, in order, to the final parquet file and the LOG10_P map on one background
+    thread (parquet encoding releases the GIL, so it overlaps the chunk computations). At most two wait."""
 
-    File writing releases the GIL, so it overlaps the next chunk's computation. At most two chunks wait.
-    """
-
-    def __init__(self, target: Path, log10_p: np.ndarray, starts: list[int]):
-        self._writer = pq.ParquetWriter(target, SUMSTATS_SCHEMA)
-        self._log10_p, self._starts = log10_p, starts
+    def __init__(self, target: Path, prepared: PreparedGwas, log10_p: np.ndarray, chunks: list[np.ndarray]):
+        self._writer = pq.ParquetWriter(target, WRITE_SCHEMA, **PARQUET_OPTIONS)
+        self._prepared, self._log10_p, self._chunks = prepared, log10_p, chunks
+        self._starts = np.concatenate([[0], np.cumsum([c.size for c in chunks])])
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gwas-writer")
-        self._pending: list[Future] = []
-        self._next = 0
+        self._pending: deque[Future] = deque()
 
-    def add(self, path: Path, table: pa.Table | None = None) -> None:
-        """Queue chunk ``path``: ``table`` freshly computed, or None to reuse the file already there."""
+    def add(self, index: int, stats: ChunkStats | Path) -> None:
+        """Queue chunk ``index``: its statistics, or the journal file to read them from."""
         while len(self._pending) >= 2:
-            self._pending.pop(0).result()
-        index, self._next = self._next, self._next + 1
-        self._pending.append(self._pool.submit(self._write, index, path, table))
+            self._pending.popleft().result()
+        self._pending.append(self._pool.submit(self._write, index, stats))
 
-    def _write(self, index: int, path: Path, table: pa.Table | None) -> None:
-        if table is None:
-            table = pq.read_table(path, schema=SUMSTATS_SCHEMA)
-        else:
-            with atomic_path(path) as tmp:
-                pq.write_table(table, tmp)
-        self._writer.write_table(table)
-        values = table.column("LOG10_P").to_numpy()
-        n_pheno = self._log10_p.shape[0]
-        start = self._starts[index]
-        self._log10_p[:, start : start + values.size // n_pheno] = values.reshape(n_pheno, -1)
+    def _write(self, index: int, stats: ChunkStats | Path) -> None:
+        if not isinstance(stats, ChunkStats):
+            stats = ChunkStats.load(stats)
+        self._writer.write_table(chunk_table(self._prepared, self._chunks[index], stats))
+        self._log10_p[:, self._starts[index] : self._starts[index + 1]] = stats.log10_p
 
     def close(self) -> None:
         try:
-            for future in self._pending:
-                future.result()
+            while self._pending:
+                self._pending.popleft().result()
         finally:
             self._pool.shutdown(wait=True)
             self._writer.close()
 
 
-def _write_chunk(
+def _journal_chunk(
     prepared: PreparedGwas,
     index: np.ndarray,
     path: Path,
     mode: str,
     device: str | None,
-    buffer: np.ndarray | None = None,
+    buffers: SimpleQueue | None = None,
+) -> ChunkStats:
+    """Compute one chunk and journal it; idempotent, so a retried or repeated chunk is harmless.
+
+    ``buffers`` lends a decode buffer per call (one per worker thread); without it one is allocated.
+    """
+    buffer = buffers.get() if buffers is not None else None
+    try:
+        stats = compute_chunk(prepared, index, mode, device, buffer)
+    finally:
+        if buffers is not None:
+            buffers.put(buffer)
+    stats.save(path)
+    return stats
+
+
+def _journal_size(
+    prepared: PreparedGwas, index: np.ndarray, path: Path, mode: str, device: str | None
 ) -> int:
-    """Compute one chunk and write it atomically; idempotent, so a retried or repeated chunk is harmless."""
-    block = prepared.fileset.read_zero_missing(index, buffer)
-    with atomic_path(path) as tmp:
-        pq.write_table(_chunk_table(prepared, index, block, mode, device), tmp)
+    """Dask task: journal one chunk on a worker; return its variant count (the stats stay on disk)."""
+    _journal_chunk(prepared, index, path, mode, device)
     return int(index.size)
 
 
 def _run_distributed(
     prepared: PreparedGwas,
-    chunks: dict[int, np.ndarray],
+    chunks: list[np.ndarray],
+    todo: list[int],
     paths: list[Path],
     options: GwasOptions,
     device: str | None,
@@ -306,12 +258,90 @@ def _run_distributed(
         shared = client.scatter(prepared, broadcast=True)
         futures = [
             client.submit(
-                _write_chunk, shared, index, paths[i], options.missing_genotype, device, key=f"gwas-chunk-{i}"
-            )
-            for i, index in chunks.items()
+                _journal_size,
+                shared,
+                chunks[i],
+                paths[i],
+                options.missing_genotype,
+                device,
+                key=f"gwas-chunk-{i}",
+            )  # fmt: skip
+            for i in todo
         ]
         for future in as_completed(futures):
             bar.update(future.result())
+
+
+def _run_local(
+    prepared: PreparedGwas,
+    chunks: list[np.ndarray],
+    todo: set[int],
+    paths: list[Path],
+    options: GwasOptions,
+    device: str | None,
+    assembler: _Assembler,
+    bar: tqdm,
+) -> None:
+    """Compute chunks on ``workers`` threads, each with single-threaded BLAS, and assemble them in order.
+
+    Whole chunks in parallel beat one chunk on multi-threaded BLAS: decoding, the missing-call corrections,
+    p-values and row layout are single-threaded numpy, and idle BLAS threads spin between products.
+    """
+    padded_samples = 4 * ((prepared.fileset.n_samples + 3) // 4)
+    # per worker: the float64 decode buffer plus ~16 (m, P) statistics arrays
+    per_worker = 8 * options.chunk_size * (padded_samples + 16 * len(prepared.phenotype_names))
+    workers = worker_count(options.threads)
+    fit = max(1, int(0.5 * memory_limit_bytes() // per_worker))
+    if workers > fit:
+        warnings.warn(
+            f"{workers} chunk workers would need {workers * per_worker / 2**30:.1f} GiB of decode buffers; "
+            f"running {fit} so they fit in half of this machine's memory (a smaller --chunk-size lets "
+            "more cores work; results do not depend on either)",
+            stacklevel=2,
+        )
+        workers = fit
+    buffers: SimpleQueue = SimpleQueue()
+    for _ in range(workers):
+        buffers.put(np.empty((options.chunk_size, padded_samples)))
+    mode = options.missing_genotype
+    in_flight: deque[tuple[int, Future | None]] = deque()
+    with threadpool_limits(1), ThreadPoolExecutor(workers, thread_name_prefix="gwas-chunk") as pool:
+        try:
+            for i in range(len(chunks)):
+                job = (
+                    pool.submit(_journal_chunk, prepared, chunks[i], paths[i], mode, device, buffers)
+                    if i in todo
+                    else None
+                )
+                in_flight.append((i, job))
+                last = i == len(chunks) - 1
+                while len(in_flight) > workers or (in_flight and last):
+                    done, job = in_flight.popleft()
+                    assembler.add(done, paths[done] if job is None else job.result())
+                    bar.update(0 if job is None else chunks[done].size)
+        except BaseException:
+            pool.shutdown(wait=True, cancel_futures=True)  # chunks not started yet are dropped
+            raise
+
+
+def memory_limit_bytes() -> int:
+    """Physical memory, or the cgroup (container) limit where one is set and lower."""
+    limit = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    for path in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            text = Path(path).read_text().strip()
+        except OSError:
+            continue
+        if text.isdigit():
+            limit = min(limit, int(text))
+    return limit
+
+
+def worker_count(threads: int | None) -> int:
+    """Chunk worker threads for ``--threads`` (default: the CPUs this process may use)."""
+    if threads:
+        return max(1, int(threads))
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def _fingerprint(fileset: PlinkFileset, prepared: PreparedGwas, options: GwasOptions) -> str:
@@ -325,6 +355,7 @@ def _fingerprint(fileset: PlinkFileset, prepared: PreparedGwas, options: GwasOpt
         if k not in ("resume", "progress", "threads", "device", "scheduler")
     }
     digest.update(json.dumps(relevant, sort_keys=True, default=str).encode())
+    digest.update(b"journal: npy ChunkStats")  # a journal of another layout is never reused
     digest.update(prepared.variants.tobytes())
     for q, y in zip(prepared.bases, prepared.residuals, strict=True):
         digest.update(np.ascontiguousarray(q).tobytes())
@@ -346,7 +377,8 @@ class GwasRun:
 
 
 def run_chunks(prepared: PreparedGwas, out: str | os.PathLike, options: GwasOptions) -> GwasRun:
-    """Stream variant chunks through the kernel, write chunk files, then ``OUT/sumstats.parquet``."""
+    """Stream variant chunks through the kernel, journal each in ``OUT/chunks/``, then write
+    ``OUT/sumstats.parquet`` (one row group per chunk) and the LOG10_P map."""
     start = time.perf_counter()
     out = Path(out)
     chunk_dir = out / "chunks"
@@ -361,8 +393,8 @@ def run_chunks(prepared: PreparedGwas, out: str | os.PathLike, options: GwasOpti
         partial.unlink()  # left by a killed run: never renamed, so never trusted
     atomic_write_text(manifest, json.dumps({"fingerprint": fingerprint}))
     variants = prepared.variants
-    starts = range(0, variants.size, options.chunk_size)
-    paths = [chunk_dir / f"chunk_{i:07d}.parquet" for i in range(len(starts))]
+    chunks = [variants[s : s + options.chunk_size] for s in range(0, variants.size, options.chunk_size)]
+    paths = [chunk_dir / f"chunk_{i:07d}.npy" for i in range(len(chunks))]
     todo = [i for i, path in enumerate(paths) if not path.exists()]
     bar = tqdm(
         total=variants.size,
@@ -370,9 +402,8 @@ def run_chunks(prepared: PreparedGwas, out: str | os.PathLike, options: GwasOpti
         unit_scale=True,
         disable=not options.progress,
         desc="gwas",
-        initial=(len(paths) - len(todo)) * options.chunk_size if todo else variants.size,
+        initial=int(variants.size - sum(chunks[i].size for i in todo)),
     )
-    chunks = {i: variants[starts[i] : starts[i] + options.chunk_size] for i in todo}
     device = resolve_device(options.device)
     sumstats = out / "sumstats.parquet"
     log10_p = np.lib.format.open_memmap(
@@ -382,26 +413,16 @@ def run_chunks(prepared: PreparedGwas, out: str | os.PathLike, options: GwasOpti
         shape=(len(prepared.phenotype_names), variants.size),
     )
     with atomic_path(sumstats) as tmp:
-        assembler = _Assembler(tmp, log10_p, list(starts))
+        assembler = _Assembler(tmp, prepared, log10_p, chunks)
         try:
             if options.scheduler:
-                _run_distributed(prepared, chunks, paths, options, device, bar)
-                for path in paths:
-                    assembler.add(path)
+                _run_distributed(prepared, chunks, todo, paths, options, device, bar)
+                for i, path in enumerate(paths):
+                    assembler.add(i, path)
             else:
-                buffer = np.empty((options.chunk_size, 4 * ((prepared.fileset.n_samples + 3) // 4)))
-                with threadpool_limits(options.threads):
-                    for i, path in enumerate(paths):
-                        if i not in chunks:
-                            assembler.add(path)
-                            continue
-                        block = prepared.fileset.read_zero_missing(chunks[i], buffer)
-                        table = _chunk_table(prepared, chunks[i], block, options.missing_genotype, device)
-                        assembler.add(path, table)
-                        bar.update(chunks[i].size)
+                _run_local(prepared, chunks, set(todo), paths, options, device, assembler, bar)
         finally:
             assembler.close()
     bar.close()
-    log10_p.flush()
     seconds = time.perf_counter() - start
     return GwasRun(out, sumstats, prepared.phenotype_names, variants, log10_p, prepared.skipped, seconds)

@@ -57,7 +57,12 @@ def _split(values: tuple[str, ...]) -> list[str] | None:
     "--pheno-quantile-normalize", is_flag=True, help="Rank-based inverse-normal transform (plink2's)."
 )
 @click.option("--chunk-size", type=int, default=2048, show_default=True, help="Variants per chunk.")
-@click.option("--threads", type=int, default=None, help="BLAS threads (default: all cores).")
+@click.option(
+    "--threads",
+    type=int,
+    default=None,
+    help="Chunks computed at once, one core each (default: every core this process may use).",
+)
 @click.option("--format", "formats", multiple=True, type=click.Choice(OUTPUT_FORMATS), help="Extra outputs.")
 @click.option("--clump-p1", type=float, default=5e-8, show_default=True, help="Index variant P threshold.")
 @click.option("--clump-p2", type=float, default=1e-2, show_default=True, help="Clump member P threshold.")

@@ -71,9 +71,10 @@ def test_qc_flags_restrict_variants_and_samples(data, tmp_path):
 
 
 def test_resume_after_a_crash_gives_identical_bytes(data, tmp_path, monkeypatch):
-    reference = _gwas(data, tmp_path / "whole", "--chunk-size", "40", "--no-plots", "--no-clump")
+    flags = ("--chunk-size", "40", "--no-plots", "--no-clump", "--threads", "1")
+    reference = _gwas(data, tmp_path / "whole", *flags)
     assert reference.exit_code == 0
-    original = gwas.runner._chunk_table
+    original = gwas.runner.compute_chunk
     calls = {"n": 0}
 
     def crash_on_fourth(*args, **kwargs):
@@ -82,21 +83,21 @@ def test_resume_after_a_crash_gives_identical_bytes(data, tmp_path, monkeypatch)
             raise RuntimeError("simulated crash")
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(gwas.runner, "_chunk_table", crash_on_fourth)
+    monkeypatch.setattr(gwas.runner, "compute_chunk", crash_on_fourth)
     with pytest.raises(RuntimeError, match="simulated crash"):
-        _gwas(data, tmp_path / "resumed", "--chunk-size", "40", "--no-plots", "--no-clump")
-    finished = sorted((tmp_path / "resumed" / "chunks").glob("chunk_*.parquet"))
-    assert len(finished) == 3 and not (tmp_path / "resumed" / "sumstats.parquet").exists()
-    monkeypatch.setattr(gwas.runner, "_chunk_table", original)
-    calls["n"] = 0
+        _gwas(data, tmp_path / "resumed", *flags)
+    finished = sorted((tmp_path / "resumed" / "chunks").glob("chunk_*.npy"))
+    # the chunk queued behind the failed one is cancelled, not computed
+    assert [p.name for p in finished] == [f"chunk_{i:07d}.npy" for i in range(3)]
+    assert not (tmp_path / "resumed" / "sumstats.parquet").exists()
     counting = {"n": 0}
 
     def count(*args, **kwargs):
         counting["n"] += 1
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(gwas.runner, "_chunk_table", count)
-    result = _gwas(data, tmp_path / "resumed", "--chunk-size", "40", "--no-plots", "--no-clump", "--resume")
+    monkeypatch.setattr(gwas.runner, "compute_chunk", count)
+    result = _gwas(data, tmp_path / "resumed", *flags, "--resume")
     assert result.exit_code == 0, result.output
     assert counting["n"] == 6 - 3  # only the unfinished chunks were computed
     whole = (tmp_path / "whole" / "sumstats.parquet").read_bytes()
@@ -168,18 +169,18 @@ def test_kill_minus_9_then_resume_gives_identical_bytes(tmp_path):
         [*args, "--out", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     deadline = time.monotonic() + 120
-    while len(list((out / "chunks").glob("chunk_*.parquet"))) < 5 and time.monotonic() < deadline:
+    while len(list((out / "chunks").glob("chunk_*.npy"))) < 5 and time.monotonic() < deadline:
         time.sleep(0.005)
     os.kill(process.pid, signal.SIGKILL)
     process.wait()
-    finished = len(list((out / "chunks").glob("chunk_*.parquet")))
+    finished = len(list((out / "chunks").glob("chunk_*.npy")))
     if (out / "sumstats.parquet").exists() or finished >= 60:
         pytest.skip("the run finished before it could be killed (machine much faster than expected)")
     assert finished >= 5
-    import pyarrow.parquet as pq
+    from gwas.chunk import ChunkStats
 
-    for chunk in (out / "chunks").glob("chunk_*.parquet"):  # every file that looks finished is complete
-        assert pq.read_metadata(chunk).num_rows == 8 * 100
+    for chunk in (out / "chunks").glob("chunk_*.npy"):  # every file that looks finished is complete
+        assert ChunkStats.load(chunk).beta.shape == (8, 100)
     resumed = subprocess.run([*args, "--out", str(out), "--resume"], capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr
     assert not list(out.rglob("*.tmp"))  # the killed run's partial temporary file was cleaned up

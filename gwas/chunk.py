@@ -1,0 +1,137 @@
+"""One variant chunk of a GWAS: compute its statistics, journal them for ``--resume``, lay them out as rows.
+
+The journal is raw arrays (``chunk_NNNNNNN.npy``: the fields' .npy records one after another), not parquet:
+writing it is a memory copy,
+so the final ``sumstats.parquet`` is the only place the rows are encoded. The row layout is built from a
+:class:`ChunkStats` in one function whether the stats were just computed or read back from the journal,
+so a resumed run writes the same bytes as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from genetics._atomic import atomic_path
+from gwas.kernel import ERRCODES, associate_block
+from gwas.sumstats import SUMSTATS_SCHEMA
+
+if TYPE_CHECKING:
+    from gwas.runner import PreparedGwas
+
+# String columns are handed to the parquet writer as dictionary arrays (indices into the chunk's m
+# variants or P phenotypes), which it stores as parquet dictionaries without hashing every row again.
+STRING_COLUMNS = [f.name for f in SUMSTATS_SCHEMA if pa.types.is_string(f.type)]
+WRITE_SCHEMA = pa.schema(
+    [
+        pa.field(f.name, pa.dictionary(pa.int8() if f.name == "ERRCODE" else pa.int32(), pa.string()))
+        if f.name in STRING_COLUMNS
+        else f
+        for f in SUMSTATS_SCHEMA
+    ]
+)
+FLOAT_COLUMNS = ("A1_FREQ", "BETA", "SE", "T_STAT", "P", "LOG10_P")
+
+
+@dataclass
+class ChunkStats:
+    """Statistics of every phenotype at the m variants of one chunk; each array is (P, m)."""
+
+    a1_freq: np.ndarray
+    obs_ct: np.ndarray  # int64
+    beta: np.ndarray
+    se: np.ndarray
+    t_stat: np.ndarray
+    p: np.ndarray
+    log10_p: np.ndarray
+    errcode: np.ndarray  # int8 index into ERRCODES
+
+    def save(self, path: Path) -> None:
+        """Write the journal file atomically (a killed run leaves only a temporary name behind).
+
+        Plain .npy records in field order (no zip container: its CRC pass cost as much as the write).
+        """
+        with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+            for f in fields(self):
+                np.save(handle, getattr(self, f.name), allow_pickle=False)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> ChunkStats:
+        with open(path, "rb") as handle:
+            return cls(**{f.name: np.load(handle, allow_pickle=False) for f in fields(cls)})
+
+
+def compute_chunk(
+    prepared: PreparedGwas,
+    variant_index: np.ndarray,
+    mode: str,
+    device: str | None = None,
+    buffer: np.ndarray | None = None,
+) -> ChunkStats:
+    """Decode the chunk's variants and run every phenotype group through the kernel.
+
+    Args:
+        variant_index: (m,) .bim rows of the chunk.
+        buffer: optional reusable decode buffer, see ``PlinkFileset.read_zero_missing``.
+    """
+    block = prepared.fileset.read_zero_missing(variant_index, buffer)
+    m, n_pheno = variant_index.size, len(prepared.phenotype_names)
+    out = {name: np.empty((n_pheno, m)) for name in ("a1_freq", "beta", "se", "t_stat", "p", "log10_p")}
+    obs_ct = np.empty((n_pheno, m), dtype=np.int64)
+    errcode = np.empty((n_pheno, m), dtype=np.int8)
+    for group, design in zip(prepared.groups, prepared.designs, strict=True):
+        result = associate_block(*block, design, mode, device)
+        rows = group.phenotypes
+        out["a1_freq"][rows] = result.a1_freq[None, :]
+        obs_ct[rows] = result.obs_ct[None, :]
+        errcode[rows] = pd.Categorical(result.errcode, categories=ERRCODES).codes[None, :]
+        for name in ("beta", "se", "t_stat", "p", "log10_p"):
+            out[name][rows] = getattr(result, name).T
+    return ChunkStats(obs_ct=obs_ct, errcode=errcode, **out)
+
+
+def _dictionary(indices: np.ndarray, values: np.ndarray | list[str]) -> pa.DictionaryArray:
+    return pa.DictionaryArray.from_arrays(pa.array(indices), pa.array(values, type=pa.string()))
+
+
+def chunk_table(prepared: PreparedGwas, variant_index: np.ndarray, stats: ChunkStats) -> pa.Table:
+    """Rows of one chunk in :data:`SUMSTATS_SCHEMA` order, phenotype-major then variant; string columns are
+    dictionary arrays (write with ``store_schema=False`` so readers see plain strings)."""
+    n_pheno, m = stats.beta.shape
+    bim = prepared.fileset.bim.iloc[variant_index]
+    variant = np.tile(np.arange(m, dtype=np.int32), n_pheno)
+
+    def per_variant(column: str) -> pa.DictionaryArray:
+        # distinct dictionary values: the writer's direct dictionary path is not deterministic with duplicates
+        codes, values = pd.factorize(bim[column].astype(str).to_numpy())
+        return _dictionary(codes.astype(np.int32)[variant], values)
+
+    columns = {
+        "phenotype": _dictionary(np.repeat(np.arange(n_pheno, dtype=np.int32), m), prepared.phenotype_names),
+        "CHROM": per_variant("CHROM"),
+        "POS": pa.array(np.tile(bim["POS"].to_numpy(dtype=np.int64), n_pheno)),
+        "ID": per_variant("ID"),
+        "REF": per_variant("REF"),
+        "ALT": per_variant("ALT"),
+        "A1": per_variant("ALT"),
+        "A1_FREQ": pa.array(stats.a1_freq.ravel()),
+        "OBS_CT": pa.array(stats.obs_ct.ravel()),
+        **{name: pa.array(getattr(stats, name.lower()).ravel()) for name in FLOAT_COLUMNS[1:]},
+        "ERRCODE": _dictionary(stats.errcode.ravel(), list(ERRCODES)),
+    }
+    return pa.table(columns, schema=WRITE_SCHEMA)
+
+
+# Parquet writer settings for the sumstats file: dictionaries for the strings only (a dictionary attempt on
+# random floats is wasted work), min/max statistics only where readers filter (phenotype, position).
+PARQUET_OPTIONS = {
+    "use_dictionary": STRING_COLUMNS,
+    "write_statistics": ["phenotype", "CHROM", "POS"],
+    "store_schema": False,
+}
