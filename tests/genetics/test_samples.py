@@ -73,3 +73,36 @@ def test_id_lists_with_and_without_fid(tmp_path):
     (tmp_path / "one.txt").write_text("a\nc\n")
     assert list(read_id_list(tmp_path / "two.txt").columns) == ["FID", "IID"]
     assert read_id_list(tmp_path / "one.txt")["IID"].tolist() == ["a", "c"]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "#FID\tIID\ty\tz\n007\t0012\t1.5\tNA\nf1\ta\t-9\t2.25e-3\nf2\tb\tnan\t7\n",  # fast path
+        "#FID\tIID\ty\tz\n007\t0012\t1.5\tNA\nf1\ta\t-9\t2.25e-3\nf2\tb\tnan\t 7\n",  # stray space: fallback
+        "#FID\tIID\ty\tz\n007\t0012\t1.5\tNA\nf1\ta\t-9\n",  # ragged: Arrow fails, whitespace reader decides
+    ],
+)
+def test_tab_separated_fast_path_equals_the_whitespace_reader(tmp_path, text):
+    """Wide tab-separated phenotype files take the Arrow parser; what comes out is what the whitespace
+    reader gives (IDs keep leading zeros, NA codes become NaN), and where Arrow cannot parse, the
+    whitespace reader's own result or error stands."""
+    path = tmp_path / "pheno.tsv"
+    path.write_text(text)
+    fast = read_sample_table(path, infer_types=True)
+    reference = pd.read_csv(
+        path, sep=r"\s+", dtype={"#FID": str, "IID": str}, keep_default_na=True, engine="c"
+    ).rename(columns={"#FID": "FID"})
+    assert fast["IID"].tolist() == reference["IID"].tolist() and fast["FID"].iloc[0] == "007"
+    for column in ("y", "z"):
+        np.testing.assert_array_equal(
+            pd.to_numeric(fast[column], errors="coerce"), pd.to_numeric(reference[column], errors="coerce")
+        )
+
+
+def test_an_empty_tab_separated_field_is_missing_not_a_shift(tmp_path):
+    """Splitting on runs of whitespace would move 7 into column y; the tab reader keeps the column."""
+    path = tmp_path / "pheno.tsv"
+    path.write_text("IID\ty\tz\na\t\t7\nb\t1\t2\n")
+    table = read_sample_table(path, infer_types=True)
+    assert np.isnan(table["y"].iloc[0]) and table["z"].tolist() == [7, 2]
