@@ -87,25 +87,29 @@ def _log_p_expansion(
     power = np.ones_like(z)
     index = np.arange(z.size)  # elements still summing
     converged = np.zeros(z.size, dtype=bool)
+    active = np.ones(z.size, dtype=bool)  # among ``index``: not converged yet
     for n in range(1, _TERMS + 1):
         bp2n = 0.5 + 2 * (n - 1)
         j = (bp2n * (bp2n + 1.0) * j + (z + bp2n + 1.0) * power) * v
         power *= t2n
         dj = _D[n - 1] * j
+        # an element stops at its own first negligible term, whatever its neighbours in the block do, so
+        # its value does not depend on how statistics are chunked or blocked
+        step = np.where(active, dj, 0.0)
         if index.size == total.size:
-            total += dj
+            total += step
             part = total
         else:
-            part = total[index] + dj
+            part = total[index] + step
             total[index] = part
-        done = np.abs(dj) <= 1e-15 * part
-        if done.all():
-            converged[index] = True
+        active &= ~(np.abs(dj) <= 1e-15 * part)
+        if not active.any():
             break
-        if done.mean() > 0.5:  # carry on with the stragglers only
-            converged[index[done]] = True
-            keep = ~done
-            index, j, power, z, v, t2n = index[keep], j[keep], power[keep], z[keep], v[keep], t2n[keep]
+        if active.mean() < 0.5:  # carry on with the stragglers only
+            converged[index[~active]] = True
+            index, j, power, z, v, t2n = (x[active] for x in (index, j, power, z, v, t2n))
+            active = np.ones(index.size, dtype=bool)
+    converged[index[~active]] = True
     with np.errstate(invalid="ignore", divide="ignore"):
         log_p = log_u + np.log(total)
     return log_p, converged & np.isfinite(log_p)
