@@ -67,32 +67,55 @@ class ChunkStats:
             return cls(**{f.name: np.load(handle, allow_pickle=False) for f in fields(cls)})
 
 
+# A worker decodes a chunk in blocks of at most this many bytes of float64 dosages, so memory per worker
+# stays bounded at biobank sample sizes whatever the chunk (row group) size.
+DECODE_BUDGET_BYTES = 512 * 2**20
+
+
+def decode_block_size(n_samples: int, chunk_size: int) -> int:
+    """Variants decoded at once: the whole chunk, or a multiple of 8 fewer when N × chunk × 8 bytes exceeds
+    the budget.
+
+    Depends on N and the chunk size only (not on the machine), so a run's outputs are reproducible. BLAS
+    may round a product row differently with the row count of its block (OpenBLAS does for odd counts),
+    so statistics can differ in the last bit between block sizes, never between runs.
+    """
+    padded = 4 * ((n_samples + 3) // 4)
+    fit = DECODE_BUDGET_BYTES // (8 * padded)
+    return chunk_size if fit >= chunk_size else max(8, fit // 8 * 8)
+
+
 def compute_chunk(
     prepared: PreparedGwas,
     variant_index: np.ndarray,
     mode: str,
     device: str | None = None,
     buffer: np.ndarray | None = None,
+    block_size: int | None = None,
 ) -> ChunkStats:
-    """Decode the chunk's variants and run every phenotype group through the kernel.
+    """Decode the chunk's variants block by block and run every phenotype group through the kernel.
 
     Args:
         variant_index: (m,) .bim rows of the chunk.
-        buffer: optional reusable decode buffer, see ``PlinkFileset.read_zero_missing``.
+        buffer: optional reusable decode buffer of (block_size, padded samples) float64.
+        block_size: variants decoded at once (default: :func:`decode_block_size`).
     """
-    block = prepared.fileset.read_zero_missing(variant_index, buffer)
     m, n_pheno = variant_index.size, len(prepared.phenotype_names)
+    block_size = block_size or decode_block_size(prepared.fileset.n_samples, max(m, 1))
     out = {name: np.empty((n_pheno, m)) for name in ("a1_freq", "beta", "se", "t_stat", "p", "log10_p")}
     obs_ct = np.empty((n_pheno, m), dtype=np.int64)
     errcode = np.empty((n_pheno, m), dtype=np.int8)
-    for group, design in zip(prepared.groups, prepared.designs, strict=True):
-        result = associate_block(*block, design, mode, device)
-        rows = group.phenotypes
-        out["a1_freq"][rows] = result.a1_freq[None, :]
-        obs_ct[rows] = result.obs_ct[None, :]
-        errcode[rows] = pd.Categorical(result.errcode, categories=ERRCODES).codes[None, :]
-        for name in ("beta", "se", "t_stat", "p", "log10_p"):
-            out[name][rows] = getattr(result, name).T
+    for start in range(0, m, block_size):
+        columns = slice(start, start + block_size)
+        block = prepared.fileset.read_zero_missing(variant_index[columns], buffer)
+        for group, design in zip(prepared.groups, prepared.designs, strict=True):
+            result = associate_block(*block, design, mode, device)
+            rows = group.phenotypes
+            out["a1_freq"][rows, columns] = result.a1_freq[None, :]
+            obs_ct[rows, columns] = result.obs_ct[None, :]
+            errcode[rows, columns] = pd.Categorical(result.errcode, categories=ERRCODES).codes[None, :]
+            for name in ("beta", "se", "t_stat", "p", "log10_p"):
+                out[name][rows, columns] = getattr(result, name).T
     return ChunkStats(obs_ct=obs_ct, errcode=errcode, **out)
 
 

@@ -28,7 +28,14 @@ from tqdm.auto import tqdm
 
 from genetics._atomic import atomic_path, atomic_write_text
 from genetics.plink import PlinkFileset
-from gwas.chunk import PARQUET_OPTIONS, WRITE_SCHEMA, ChunkStats, chunk_table, compute_chunk
+from gwas.chunk import (
+    PARQUET_OPTIONS,
+    WRITE_SCHEMA,
+    ChunkStats,
+    chunk_table,
+    compute_chunk,
+    decode_block_size,
+)
 from gwas.errors import GwasInputError
 from gwas.kernel import GroupDesign, covariate_basis, residualize
 from gwas.phenotypes import PhenotypeGroup, group_by_missingness, load_covariates, load_phenotypes
@@ -288,8 +295,9 @@ def _run_local(
     p-values and row layout are single-threaded numpy, and idle BLAS threads spin between products.
     """
     padded_samples = 4 * ((prepared.fileset.n_samples + 3) // 4)
+    block = decode_block_size(prepared.fileset.n_samples, options.chunk_size)
     # per worker: the float64 decode buffer plus ~16 (m, P) statistics arrays
-    per_worker = 8 * options.chunk_size * (padded_samples + 16 * len(prepared.phenotype_names))
+    per_worker = 8 * (block * padded_samples + 16 * options.chunk_size * len(prepared.phenotype_names))
     workers = worker_count(options.threads)
     fit = max(1, int(0.5 * memory_limit_bytes() // per_worker))
     if workers > fit:
@@ -302,7 +310,7 @@ def _run_local(
         workers = fit
     buffers: SimpleQueue = SimpleQueue()
     for _ in range(workers):
-        buffers.put(np.empty((options.chunk_size, padded_samples)))
+        buffers.put(np.empty((block, padded_samples)))
     mode = options.missing_genotype
     in_flight: deque[tuple[int, Future | None]] = deque()
     with threadpool_limits(1), ThreadPoolExecutor(workers, thread_name_prefix="gwas-chunk") as pool:
