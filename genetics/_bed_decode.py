@@ -16,7 +16,7 @@ _CODE_TO_DOSAGE = np.array([2.0, np.nan, 1.0, 0.0], dtype=np.float32)
 # (256, 4): byte value → the four dosages it encodes, in sample order.
 _BYTE_TO_DOSAGES = _CODE_TO_DOSAGE[(np.arange(256)[:, None] >> (2 * np.arange(4))[None, :]) & 3]
 # Same table with missing decoded as 0, for blocks whose missing entries are reported separately.
-_BYTE_TO_DOSAGES_ZERO = np.nan_to_num(_BYTE_TO_DOSAGES).astype(np.float64)
+BYTE_TO_DOSAGES_ZERO = np.nan_to_num(_BYTE_TO_DOSAGES).astype(np.float64)
 # (256,) whether a byte holds at least one missing call, and (256, 4) which of its four slots do.
 _BYTE_MISSING_SLOTS = ((np.arange(256)[:, None] >> (2 * np.arange(4))[None, :]) & 3) == 1
 _BYTE_HAS_MISSING = _BYTE_MISSING_SLOTS.any(axis=1)
@@ -67,13 +67,25 @@ def encode_variants(dosage: np.ndarray) -> np.ndarray:
     )
 
 
+def missing_coordinates(raw: np.ndarray, n_samples: int) -> tuple[np.ndarray, np.ndarray]:
+    """Where raw .bed rows hold missing calls, found from the bytes alone (only bytes holding one are
+    expanded, so no samples × variants mask is built).
+
+    Returns:
+        (missing_samples (e,), missing_variants (e,)) with sample indices < n_samples.
+    """
+    variant_at, byte_at = np.nonzero(np.take(_BYTE_HAS_MISSING, raw, mode="clip"))
+    slots = _BYTE_MISSING_SLOTS[raw[variant_at, byte_at]]  # (e_bytes, 4)
+    entry, slot = np.nonzero(slots)
+    samples = byte_at[entry] * 4 + slot
+    keep = samples < n_samples  # the last byte's padding is not a sample
+    return samples[keep], variant_at[entry][keep]
+
+
 def decode_variants_zero_missing(
     raw: np.ndarray, n_samples: int, out: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Decode every sample of raw .bed rows into float64 with missing calls as 0, plus where they are.
-
-    One pass writes the dosages; missing calls are located from the bytes alone (only bytes that hold one
-    are expanded), so no samples × variants mask is ever built.
 
     Args:
         raw: (m, B) uint8 rows, B = bytes_per_variant(n_samples).
@@ -86,9 +98,5 @@ def decode_variants_zero_missing(
     if out is None:
         out = np.empty((m, 4 * n_bytes))
     target = out[:m].reshape(m, n_bytes, 4)
-    np.take(_BYTE_TO_DOSAGES_ZERO, raw, axis=0, out=target, mode="clip")  # uint8 index: always in range
-    variant_at, byte_at = np.nonzero(np.take(_BYTE_HAS_MISSING, raw, mode="clip"))
-    slots = _BYTE_MISSING_SLOTS[raw[variant_at, byte_at]]  # (e_bytes, 4)
-    entry, slot = np.nonzero(slots)
-    samples = byte_at[entry] * 4 + slot
-    return out[:m, :n_samples].T, samples, variant_at[entry]
+    np.take(BYTE_TO_DOSAGES_ZERO, raw, axis=0, out=target, mode="clip")  # uint8 index: always in range
+    return (out[:m, :n_samples].T, *missing_coordinates(raw, n_samples))

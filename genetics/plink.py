@@ -256,6 +256,10 @@ class PlinkFileset:
             return self._read_pandas_plink(variants, samples)
         return decode_variants(self._raw_rows(variants), self.n_samples, samples)
 
+    def read_raw(self, variants: np.ndarray) -> np.ndarray:
+        """(m, bytes_per_variant) uint8 .bed rows of ``variants``, undecoded (for decoding elsewhere)."""
+        return self._raw_rows(np.asarray(variants, dtype=np.int64))
+
     def read_zero_missing(
         self, variants: np.ndarray, out: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

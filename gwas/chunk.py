@@ -19,10 +19,12 @@ import pandas as pd
 import pyarrow as pa
 
 from genetics._atomic import atomic_path
-from gwas.kernel import ERRCODES, associate_block
+from genetics._bed_decode import missing_coordinates
+from gwas.kernel import ERRCODES, ChunkResult, associate_block, associate_products
 from gwas.sumstats import SUMSTATS_SCHEMA
 
 if TYPE_CHECKING:
+    from gwas.device import DeviceProducts
     from gwas.runner import PreparedGwas
 
 # String columns are handed to the parquet writer as dictionary arrays (indices into the chunk's m
@@ -85,11 +87,31 @@ def decode_block_size(n_samples: int, chunk_size: int) -> int:
     return chunk_size if fit >= chunk_size else max(8, fit // 8 * 8)
 
 
+def _block_results(
+    prepared: PreparedGwas,
+    variants: np.ndarray,
+    mode: str,
+    device: DeviceProducts | None,
+    buffer: np.ndarray | None,
+) -> list[ChunkResult]:
+    """One decoded block through every phenotype group: products on the CPU, or on ``device`` from raw bytes."""
+    if device is None:
+        block = prepared.fileset.read_zero_missing(variants, buffer)
+        return [associate_block(*block, design, mode) for design in prepared.designs]
+    raw = prepared.fileset.read_raw(variants)
+    missing = missing_coordinates(raw, prepared.fileset.n_samples)
+    products = device.products(raw, prepared.fileset.n_samples)
+    return [
+        associate_products(product, sumsq, *missing, design, mode)
+        for (product, sumsq), design in zip(products, prepared.designs, strict=True)
+    ]
+
+
 def compute_chunk(
     prepared: PreparedGwas,
     variant_index: np.ndarray,
     mode: str,
-    device: str | None = None,
+    device: DeviceProducts | None = None,
     buffer: np.ndarray | None = None,
     block_size: int | None = None,
 ) -> ChunkStats:
@@ -97,7 +119,8 @@ def compute_chunk(
 
     Args:
         variant_index: (m,) .bim rows of the chunk.
-        buffer: optional reusable decode buffer of (block_size, padded samples) float64.
+        device: products on a torch device (:class:`gwas.device.DeviceProducts`); None = numpy on the CPU.
+        buffer: optional reusable CPU decode buffer of (block_size, padded samples) float64.
         block_size: variants decoded at once (default: :func:`decode_block_size`).
     """
     m, n_pheno = variant_index.size, len(prepared.phenotype_names)
@@ -107,9 +130,8 @@ def compute_chunk(
     errcode = np.empty((n_pheno, m), dtype=np.int8)
     for start in range(0, m, block_size):
         columns = slice(start, start + block_size)
-        block = prepared.fileset.read_zero_missing(variant_index[columns], buffer)
-        for group, design in zip(prepared.groups, prepared.designs, strict=True):
-            result = associate_block(*block, design, mode, device)
+        results = _block_results(prepared, variant_index[columns], mode, device, buffer)
+        for group, result in zip(prepared.groups, results, strict=True):
             rows = group.phenotypes
             out["a1_freq"][rows, columns] = result.a1_freq[None, :]
             obs_ct[rows, columns] = result.obs_ct[None, :]

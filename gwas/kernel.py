@@ -209,14 +209,11 @@ def associate_chunk(
     return associate_block(g0, samples, variants, design, missing_genotype)
 
 
-def _product(g0: np.ndarray, rhs: np.ndarray, device: str | None) -> np.ndarray:
-    """g0ᵀ·rhs, (m, c) float64: numpy/BLAS on the CPU, or torch on ``device`` (e.g. "cuda")."""
-    if device is None:
-        return g0.T @ rhs
-    import torch
-
-    g = torch.from_numpy(np.ascontiguousarray(g0.T)).to(device, non_blocking=True)
-    return (g @ torch.from_numpy(rhs).to(device)).cpu().numpy()
+def block_products(g0: np.ndarray, design: GroupDesign) -> tuple[np.ndarray, np.ndarray]:
+    """The two passes over a decoded block, on the CPU: g0ᵀ·rhs (m, P + k + 1) and Σ_group g² (m,)."""
+    product = g0.T @ design.rhs
+    sumsq = np.einsum("ij,ij,i->j", g0, g0, design.member.astype(np.float64))
+    return product, sumsq
 
 
 def associate_block(
@@ -225,7 +222,6 @@ def associate_block(
     missing_variants: np.ndarray,
     design: GroupDesign,
     missing_genotype: str = "drop",
-    device: str | None = None,
 ) -> ChunkResult:
     """Association statistics of a decoded block for one phenotype group.
 
@@ -234,23 +230,38 @@ def associate_block(
         missing_samples, missing_variants: (e,) coordinates of the missing calls in ``g0``.
         design: the group, embedded in the N rows.
         missing_genotype: ``drop`` or ``mean``.
-        device: None for numpy on the CPU, or a torch device ("cuda", "cpu") for the one large product;
-            it stays in float64, so results do not depend on the device beyond rounding.
 
     Returns:
         :class:`ChunkResult` with (m,) and (m, P) arrays.
+    """
+    product, sumsq = block_products(g0, design)
+    return associate_products(product, sumsq, missing_samples, missing_variants, design, missing_genotype)
+
+
+def associate_products(
+    product: np.ndarray,
+    sumsq: np.ndarray,
+    missing_samples: np.ndarray,
+    missing_variants: np.ndarray,
+    design: GroupDesign,
+    missing_genotype: str = "drop",
+) -> ChunkResult:
+    """Statistics from a block's products (:func:`block_products`, or their on-device form) and its
+    missing calls; everything here is O(m·P + entries), whichever device made the products.
+
+    Args:
+        product: (m, P + k + 1) float64 g0ᵀ·rhs; sumsq: (m,) Σ over group rows of g0².
     """
     if missing_genotype not in MISSING_GENOTYPE_MODES:
         raise ValueError(
             f"missing_genotype must be one of {MISSING_GENOTYPE_MODES}, not {missing_genotype!r}"
         )
-    n_total, m = g0.shape
+    n_total = design.member.size
+    m = product.shape[0]
     n_pheno, k = design.y_resid.shape[1], design.q.shape[1]
     n = design.n
-    product = _product(g0, design.rhs, device)  # (m, P + k + 1): one pass over the block
     gy = product[:, :n_pheno]
     called_sum = product[:, -1]
-    sumsq = np.einsum("ij,ij,i->j", g0, g0, design.member.astype(np.float64))
 
     in_group = design.member[missing_samples]
     entries = _MissingEntries(missing_samples[in_group], missing_variants[in_group], m, n_total)

@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import shutil
+import threading
 import time
 import warnings
 from collections import deque
@@ -19,12 +20,16 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from queue import SimpleQueue
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
+
+if TYPE_CHECKING:
+    from gwas.device import DeviceProducts
 
 from genetics._atomic import atomic_path, atomic_write_text
 from genetics.plink import PlinkFileset
@@ -58,7 +63,7 @@ class GwasOptions:
 
 
 def resolve_device(device: str) -> str | None:
-    """Map the ``--device`` choice to the kernel's product device (None = numpy on the CPU)."""
+    """Map the ``--device`` choice to the device of the block products (None = numpy on the CPU)."""
     if device == "cpu":
         return None
     import torch
@@ -83,6 +88,25 @@ class PreparedGwas:
     designs: list[GroupDesign]  # per group, embedded in all .fam rows
     n_samples_used: int  # samples in at least one group
     skipped: dict[str, str] = field(default_factory=dict)  # phenotype -> reason
+    # device name -> DeviceProducts, made on first use in this process (each Dask worker makes its own)
+    device_products: dict = field(default_factory=dict, repr=False, compare=False)
+
+    def products_on(self, device: str | None) -> DeviceProducts | None:
+        """The groups' device copies for ``device`` (None: CPU path), made once and shared by threads."""
+        if device is None:
+            return None
+        with _DEVICE_LOCK:
+            if device not in self.device_products:
+                from gwas.device import DeviceProducts
+
+                self.device_products[device] = DeviceProducts(device, self.designs)
+            return self.device_products[device]
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "device_products": {}}  # device tensors never travel
+
+
+_DEVICE_LOCK = threading.Lock()
 
 
 # A phenotype whose residual sum of squares after the covariates is below this fraction of its centred
@@ -233,7 +257,7 @@ def _journal_chunk(
     """
     buffer = buffers.get() if buffers is not None else None
     try:
-        stats = compute_chunk(prepared, index, mode, device, buffer)
+        stats = compute_chunk(prepared, index, mode, prepared.products_on(device), buffer)
     finally:
         if buffers is not None:
             buffers.put(buffer)

@@ -7,7 +7,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from gwas.kernel import GroupDesign, associate_block, associate_chunk, covariate_basis, residualize
 from gwas.pipeline import ClumpSettings, run_gwas
 from gwas.runner import GwasOptions
 from tests.conftest import simulate_gwas_data
@@ -78,19 +77,24 @@ def test_dask_local_cluster_gives_identical_output(data, tmp_path):
 
 
 @pytest.mark.parametrize("device", ["cpu", "cuda"])
-def test_torch_product_matches_numpy(device):
+@pytest.mark.parametrize("mode", ["drop", "mean"])
+def test_device_products_from_raw_bytes_match_numpy(data, device, mode):
+    """The device path ships raw .bed bytes, decodes them with torch and forms the products there; its
+    statistics equal the numpy path's (torch on the CPU always, CUDA when this machine has one)."""
     torch = pytest.importorskip("torch")
     if device == "cuda" and not torch.cuda.is_available():
         pytest.skip("no CUDA device on this machine")
-    rng = np.random.default_rng(2)
-    g = rng.binomial(2, 0.3, size=(150, 25)).astype(np.float64)
-    g[rng.random(g.shape) < 0.03] = np.nan
-    q = covariate_basis(rng.normal(size=(150, 2)))
-    y = residualize(q, rng.normal(size=(150, 4)))
-    reference = associate_chunk(g, q, y, "drop")
-    missing = np.isnan(g)
-    samples, variants = np.nonzero(missing)
-    design = GroupDesign.build(150, np.arange(150), q, y)
-    result = associate_block(np.where(missing, 0.0, g), samples, variants, design, "drop", device=device)
-    np.testing.assert_allclose(result.log10_p, reference.log10_p, rtol=1e-10, atol=1e-12)
-    np.testing.assert_array_equal(result.obs_ct, reference.obs_ct)
+    from dataclasses import fields
+
+    from genetics.plink import PlinkFileset
+    from gwas.chunk import compute_chunk
+    from gwas.runner import prepare
+
+    prepared = prepare(PlinkFileset(data["prefix"]), data["pheno"], data["covar"], GwasOptions())
+    index = np.arange(3, 170)
+    reference = compute_chunk(prepared, index, mode)
+    on_device = compute_chunk(prepared, index, mode, device=prepared.products_on(device), block_size=64)
+    assert np.isnan(reference.beta).any() and (reference.obs_ct < 240).any()  # missing calls and errors
+    for field in fields(reference):
+        np.testing.assert_allclose(getattr(on_device, field.name), getattr(reference, field.name), rtol=1e-10)
+    assert prepared.products_on(device) is prepared.products_on(device)  # made once per run
