@@ -296,7 +296,7 @@ def _run_distributed(
                 options.missing_genotype,
                 device,
                 key=f"gwas-chunk-{i}",
-            )  # fmt: skip
+            )
             for i in todo
         ]
         for future in as_completed(futures):
@@ -319,7 +319,8 @@ def _run_local(
     p-values and row layout are single-threaded numpy, and idle BLAS threads spin between products.
     """
     padded_samples = 4 * ((prepared.fileset.n_samples + 3) // 4)
-    block = decode_block_size(prepared.fileset.n_samples, options.chunk_size)
+    # a device decodes on the device: no CPU decode buffer then
+    block = 0 if device else decode_block_size(prepared.fileset.n_samples, options.chunk_size)
     # per worker: the float64 decode buffer plus ~16 (m, P) statistics arrays
     per_worker = 8 * (block * padded_samples + 16 * options.chunk_size * len(prepared.phenotype_names))
     workers = worker_count(options.threads)
@@ -334,7 +335,7 @@ def _run_local(
         workers = fit
     buffers: SimpleQueue = SimpleQueue()
     for _ in range(workers):
-        buffers.put(np.empty((block, padded_samples)))
+        buffers.put(np.empty((block, padded_samples)) if block else None)
     mode = options.missing_genotype
     in_flight: deque[tuple[int, Future | None]] = deque()
     with threadpool_limits(1), ThreadPoolExecutor(workers, thread_name_prefix="gwas-chunk") as pool:
