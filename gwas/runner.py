@@ -1,9 +1,11 @@
-"""The chunked GWAS runner: IDs, phenotype groups, variant chunks, per-chunk files, resume, final outputs.
+"""The chunked GWAS runner: IDs, phenotype groups, variant chunks, parallel workers, journal, resume, outputs.
 
-Memory is O(N × chunk + P × chunk); one float64 LOG10_P per (phenotype, variant) is kept in a
-memory-mapped file (on disk, not in memory) for the summary, loci and plots. Each finished chunk is written atomically to
-``OUT/chunks/``; ``resume=True`` skips chunks already there when the run's fingerprint matches, so an
-interrupted run restarted with the same arguments gives byte-identical outputs.
+Chunks are computed on worker threads (one core each) and appended in variant order to
+``OUT/sumstats.parquet`` by one writer thread. Memory is O(workers × (decode block × N + chunk × P)); one
+float64 LOG10_P per (phenotype, variant) is kept in a memory-mapped file for the summary, loci and plots.
+Each finished chunk's statistics are journalled atomically to ``OUT/chunks/``; ``resume=True`` skips
+journalled chunks when the run's fingerprint matches, so an interrupted run restarted with the same
+arguments gives byte-identical outputs.
 """
 
 from __future__ import annotations
