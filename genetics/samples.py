@@ -79,19 +79,35 @@ def read_sample_table(path: str | os.PathLike, infer_types: bool = False) -> pd.
 def _read_tab_separated(path: Path, infer_types: bool) -> pd.DataFrame | None:
     """Plain tab-separated tables through the multi-threaded Arrow parser (~4x faster on wide phenotype
     files, and an empty field stays a missing value instead of shifting the row left as splitting on
-    whitespace does). None when the header is not purely tab-separated or Arrow cannot parse the file,
-    so the whitespace reader decides (and reports) instead."""
+    whitespace does). ID columns are read as text (leading zeros kept) and stripped; with
+    ``infer_types=False`` every column is text, verbatim. None — the whitespace reader decides and
+    reports — when the header is not purely tab-separated, names a column twice or not at all, or Arrow
+    cannot parse the file."""
+    import pyarrow as pa
+    import pyarrow.csv as pa_csv
+
     if path.suffix.lower() == ".gz":
         return None
     with open(path, "rb") as handle:
         header = handle.readline()
     if b"\t" not in header or b" " in header.strip():
         return None
-    try:
-        dtype = dict.fromkeys(_ID_SPELLINGS, str) if infer_types else str
-        return pd.read_csv(path, sep="\t", dtype=dtype, keep_default_na=infer_types, engine="pyarrow")
-    except Exception:  # noqa: BLE001 - any Arrow parse failure falls back to the reference reader
+    names = header.decode("utf-8-sig", errors="replace").rstrip("\r\n").split("\t")
+    if "" in names or len(set(names)) != len(names):
         return None
+    ids = [n for n in names if n in _ID_SPELLINGS]
+    types = {n: pa.string() for n in (ids if infer_types else names)}
+    try:
+        table = pa_csv.read_csv(
+            path,
+            parse_options=pa_csv.ParseOptions(delimiter="\t"),
+            convert_options=pa_csv.ConvertOptions(column_types=types, strings_can_be_null=infer_types),
+        ).to_pandas()
+    except (pa.ArrowInvalid, UnicodeDecodeError):
+        return None
+    for name in ids:
+        table[name] = table[name].str.strip()
+    return table
 
 
 def read_id_list(path: str | os.PathLike) -> pd.DataFrame:

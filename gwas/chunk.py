@@ -76,15 +76,15 @@ DECODE_BUDGET_BYTES = 512 * 2**20
 
 def decode_block_size(n_samples: int, chunk_size: int) -> int:
     """Variants decoded at once: the whole chunk, or a multiple of 8 fewer when N × chunk × 8 bytes exceeds
-    the budget.
+    the budget. Never decreases as the chunk grows, so a buffer sized for a run's chunks fits its last one.
 
     Depends on N and the chunk size only (not on the machine), so a run's outputs are reproducible. BLAS
     may round a product row differently with the row count of its block (OpenBLAS does for odd counts),
     so statistics can differ in the last bit between block sizes, never between runs.
     """
     padded = 4 * ((n_samples + 3) // 4)
-    fit = DECODE_BUDGET_BYTES // (8 * padded)
-    return chunk_size if fit >= chunk_size else max(8, fit // 8 * 8)
+    cap = max(8, DECODE_BUDGET_BYTES // (8 * padded) // 8 * 8)
+    return min(chunk_size, cap)  # never more than a run's buffer holds, also for its shorter last chunk
 
 
 def _block_results(

@@ -233,7 +233,8 @@ class _Assembler:
     def _write(self, index: int, stats: ChunkStats | Path) -> None:
         if not isinstance(stats, ChunkStats):
             stats = ChunkStats.load(stats)
-        self._writer.write_table(chunk_table(self._prepared, self._chunks[index], stats))
+        table = chunk_table(self._prepared, self._chunks[index], stats)
+        self._writer.write_table(table, row_group_size=max(1, table.num_rows))  # one row group per chunk
         self._log10_p[:, self._starts[index] : self._starts[index + 1]] = stats.log10_p
 
     def close(self) -> None:
@@ -320,43 +321,76 @@ def _run_local(
     Whole chunks in parallel beat one chunk on multi-threaded BLAS: decoding, the missing-call corrections,
     p-values and row layout are single-threaded numpy, and idle BLAS threads spin between products.
     """
+    workers = _affordable_workers(prepared, options, device)
     padded_samples = 4 * ((prepared.fileset.n_samples + 3) // 4)
-    # a device decodes on the device: no CPU decode buffer then
     block = 0 if device else decode_block_size(prepared.fileset.n_samples, options.chunk_size)
-    # per worker: the float64 decode buffer plus ~16 (m, P) statistics arrays
-    per_worker = 8 * (block * padded_samples + 16 * options.chunk_size * len(prepared.phenotype_names))
-    workers = worker_count(options.threads)
-    fit = max(1, int(0.5 * memory_limit_bytes() // per_worker))
-    if workers > fit:
-        warnings.warn(
-            f"{workers} chunk workers would need {workers * per_worker / 2**30:.1f} GiB of decode buffers; "
-            f"running {fit} so they fit in half of this machine's memory (a smaller --chunk-size lets "
-            "more cores work; results do not depend on either)",
-            stacklevel=2,
-        )
-        workers = fit
     buffers: SimpleQueue = SimpleQueue()
     for _ in range(workers):
         buffers.put(np.empty((block, padded_samples)) if block else None)
     mode = options.missing_genotype
-    in_flight: deque[tuple[int, Future | None]] = deque()
-    with threadpool_limits(1), ThreadPoolExecutor(workers, thread_name_prefix="gwas-chunk") as pool:
-        try:
-            for i in range(len(chunks)):
-                job = (
-                    pool.submit(_journal_chunk, prepared, chunks[i], paths[i], mode, device, buffers)
-                    if i in todo
-                    else None
-                )
+    upcoming = iter(range(len(chunks)))
+    in_flight: deque[tuple[int, Future | None]] = deque()  # in variant order; None = already journalled
+
+    def submit_while_idle() -> None:
+        # at most ``workers`` jobs exist at once, none queued behind a busy worker: after a failure no
+        # further chunk starts, and the results waiting for the writer stay bounded
+        while sum(job is not None for _, job in in_flight) < workers:
+            i = next(upcoming, None)
+            if i is None:
+                return
+            if i in todo:
+                job = pool.submit(_journal_chunk, prepared, chunks[i], paths[i], mode, device, buffers)
                 in_flight.append((i, job))
-                last = i == len(chunks) - 1
-                while len(in_flight) > workers or (in_flight and last):
-                    done, job = in_flight.popleft()
-                    assembler.add(done, paths[done] if job is None else job.result())
-                    bar.update(0 if job is None else chunks[done].size)
-        except BaseException:
-            pool.shutdown(wait=True, cancel_futures=True)  # chunks not started yet are dropped
-            raise
+            else:
+                in_flight.append((i, None))
+
+    with threadpool_limits(1), ThreadPoolExecutor(workers, thread_name_prefix="gwas-chunk") as pool:
+        submit_while_idle()
+        while in_flight:
+            done, job = in_flight.popleft()
+            assembler.add(done, paths[done] if job is None else job.result())
+            bar.update(0 if job is None else chunks[done].size)
+            submit_while_idle()
+
+
+def _affordable_workers(prepared: PreparedGwas, options: GwasOptions, device: str | None) -> int:
+    """``--threads`` workers, fewer (with a warning) where their buffers would not fit in half of the
+    memory they use: host memory for CPU decoding, the GPU's free memory for device decoding."""
+    n_pheno, padded = len(prepared.phenotype_names), 4 * ((prepared.fileset.n_samples + 3) // 4)
+    statistics = 8 * 16 * options.chunk_size * n_pheno  # ~16 (m, P) float64 arrays per chunk
+    decoded = 8 * decode_block_size(prepared.fileset.n_samples, options.chunk_size) * padded
+    if device is None:
+        per_worker, memory, where = decoded + statistics, memory_limit_bytes(), "this machine's memory"
+    else:  # on the device: the decoded block, its square and the index codes; statistics on the host
+        per_worker, where = 3 * decoded, f"the free memory of {device}"
+        memory = _device_free_bytes(device)
+    workers = worker_count(options.threads)
+    fit = max(1, int(0.5 * memory // per_worker))
+    if workers > fit:
+        warnings.warn(
+            f"{workers} chunk workers would need {workers * per_worker / 2**30:.1f} GiB of buffers; running "
+            f"{fit} so they fit in half of {where} (a smaller --chunk-size lets more of them work; results "
+            "do not depend on either)",
+            stacklevel=3,
+        )
+    return min(workers, fit)
+
+
+def _device_free_bytes(device: str) -> int:
+    import torch
+
+    if torch.device(device).type == "cuda":
+        return int(torch.cuda.mem_get_info(torch.device(device))[0])
+    return memory_limit_bytes()  # torch on the CPU (tests)
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("contig")
+    except PackageNotFoundError:
+        return "unknown"
 
 
 def memory_limit_bytes() -> int:
@@ -379,8 +413,13 @@ def worker_count(threads: int | None) -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def _fingerprint(fileset: PlinkFileset, prepared: PreparedGwas, options: GwasOptions) -> str:
+def _fingerprint(
+    fileset: PlinkFileset, prepared: PreparedGwas, options: GwasOptions, device: str | None
+) -> str:
+    """What a journal entry depends on: inputs, options, the product device (devices round differently in
+    the last bit) and the contig version (the algorithms may change between versions)."""
     digest = hashlib.sha256()
+    digest.update(f"contig {_version()}; products on {device or 'numpy cpu'}".encode())
     for path in (fileset.bed_path, fileset.bim_path, fileset.fam_path):
         stat = path.stat()
         digest.update(f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode())
@@ -417,7 +456,8 @@ def run_chunks(prepared: PreparedGwas, out: str | os.PathLike, options: GwasOpti
     start = time.perf_counter()
     out = Path(out)
     chunk_dir = out / "chunks"
-    fingerprint = _fingerprint(prepared.fileset, prepared, options)
+    device = resolve_device(options.device)
+    fingerprint = _fingerprint(prepared.fileset, prepared, options, device)
     manifest = chunk_dir / "manifest.json"
     if chunk_dir.exists():
         previous = json.loads(manifest.read_text()).get("fingerprint") if manifest.exists() else None
@@ -439,7 +479,6 @@ def run_chunks(prepared: PreparedGwas, out: str | os.PathLike, options: GwasOpti
         desc="gwas",
         initial=int(variants.size - sum(chunks[i].size for i in todo)),
     )
-    device = resolve_device(options.device)
     sumstats = out / "sumstats.parquet"
     log10_p = np.lib.format.open_memmap(
         chunk_dir / "log10p.npy",

@@ -79,6 +79,7 @@ def test_id_lists_with_and_without_fid(tmp_path):
     "text",
     [
         "#FID\tIID\ty\tz\n007\t0012\t1.5\tNA\nf1\ta\t-9\t2.25e-3\nf2\tb\tnan\t7\n",  # fast path
+        "#FID\tIID\ty\tz\n007\t0012\t1.5\tNA\n1\t2\t-9\t2.25e-3\n3\t 4 \tnan\t7\n",  # numeric IDs
         "#FID\tIID\ty\tz\n007\t0012\t1.5\tNA\nf1\ta\t-9\t2.25e-3\nf2\tb\tnan\t 7\n",  # stray space: fallback
         "#FID\tIID\ty\tz\n007\t0012\t1.5\tNA\nf1\ta\t-9\n",  # ragged: Arrow fails, whitespace reader decides
     ],
@@ -94,6 +95,7 @@ def test_tab_separated_fast_path_equals_the_whitespace_reader(tmp_path, text):
         path, sep=r"\s+", dtype={"#FID": str, "IID": str}, keep_default_na=True, engine="c"
     ).rename(columns={"#FID": "FID"})
     assert fast["IID"].tolist() == reference["IID"].tolist() and fast["FID"].iloc[0] == "007"
+    assert fast["IID"].iloc[0] == "0012"  # text, not a number: leading zeros kept
     for column in ("y", "z"):
         np.testing.assert_array_equal(
             pd.to_numeric(fast[column], errors="coerce"), pd.to_numeric(reference[column], errors="coerce")
@@ -106,3 +108,12 @@ def test_an_empty_tab_separated_field_is_missing_not_a_shift(tmp_path):
     path.write_text("IID\ty\tz\na\t\t7\nb\t1\t2\n")
     table = read_sample_table(path, infer_types=True)
     assert np.isnan(table["y"].iloc[0]) and table["z"].tolist() == [7, 2]
+
+
+def test_tab_separated_text_mode_is_verbatim_and_odd_headers_fall_back(tmp_path):
+    path = tmp_path / "t.tsv"
+    path.write_text("#FID\tIID\tsex\tflag\n007\t0012\tNA\ttrue\n")
+    table = read_sample_table(path)
+    assert table.iloc[0].tolist() == ["007", "0012", "NA", "true"]  # strings exactly as written
+    path.write_text("IID\ty\ty\n1\t2\t3\n")  # a repeated name: the whitespace reader de-duplicates
+    assert read_sample_table(path, infer_types=True).columns.tolist() == ["IID", "y", "y.1"]

@@ -114,3 +114,36 @@ def test_runner_device_path_end_to_end(data, tmp_path, monkeypatch):
                                   theirs.drop(columns=["BETA", "SE", "T_STAT", "P", "LOG10_P"]))  # fmt: skip
     for column in ("BETA", "SE", "T_STAT", "P", "LOG10_P"):
         np.testing.assert_allclose(ours[column], theirs[column], rtol=1e-10)
+
+
+def test_small_decode_budget_with_a_short_last_chunk(data, tmp_path, monkeypatch):
+    """Blocks of 8 (a budget for 13 variants) and a last chunk of 12: the run's buffers must hold every
+    block, including the last chunk's, and the statistics equal decoding whole chunks."""
+    import gwas.chunk
+
+    variants = np.arange(172)  # chunks of 40: the last has 12 variants
+    reference = run_gwas(
+        data["prefix"], data["pheno"], tmp_path / "whole", data["covar"],
+        GwasOptions(progress=False, chunk_size=40, threads=2), variants=variants,
+        clump=ClumpSettings(enabled=False), plots=False,
+    )  # fmt: skip
+    monkeypatch.setattr(gwas.chunk, "DECODE_BUDGET_BYTES", 13 * 8 * 240)
+    assert gwas.chunk.decode_block_size(240, 40) == 8 and gwas.chunk.decode_block_size(240, 12) == 8
+    blocked = run_gwas(
+        data["prefix"], data["pheno"], tmp_path / "blocked", data["covar"],
+        GwasOptions(progress=False, chunk_size=40, threads=2), variants=variants,
+        clump=ClumpSettings(enabled=False), plots=False,
+    )  # fmt: skip
+    np.testing.assert_allclose(np.asarray(blocked.run.log10_p), np.asarray(reference.run.log10_p), rtol=1e-12)
+
+
+def test_a_journal_from_another_product_device_is_not_reused(data):
+    """Devices round the products differently in the last bit, so resuming on another one starts over."""
+    from genetics.plink import PlinkFileset
+    from gwas.runner import _fingerprint, prepare
+
+    fileset = PlinkFileset(data["prefix"])
+    prepared = prepare(fileset, data["pheno"], data["covar"], GwasOptions())
+    cpu = _fingerprint(fileset, prepared, GwasOptions(), None)
+    assert cpu == _fingerprint(fileset, prepared, GwasOptions(threads=7), None)  # workers do not matter
+    assert cpu != _fingerprint(fileset, prepared, GwasOptions(), "cuda")
