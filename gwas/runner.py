@@ -18,7 +18,7 @@ import threading
 import time
 import warnings
 from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from queue import SimpleQueue
@@ -332,9 +332,12 @@ def _run_local(
     in_flight: deque[tuple[int, Future | None]] = deque()  # in variant order; None = already journalled
 
     def submit_while_idle() -> None:
-        # at most ``workers`` jobs exist at once, none queued behind a busy worker: after a failure no
-        # further chunk starts, and the results waiting for the writer stay bounded
-        while sum(job is not None for _, job in in_flight) < workers:
+        # a job starts only when a worker is free (none waits in the pool's queue, so after a failure no
+        # further chunk starts), and at most 2 × workers results wait for the writer
+        while True:
+            jobs = [job for _, job in in_flight if job is not None]
+            if sum(not job.done() for job in jobs) >= workers or len(jobs) >= 2 * workers:
+                return
             i = next(upcoming, None)
             if i is None:
                 return
@@ -347,9 +350,16 @@ def _run_local(
     with threadpool_limits(1), ThreadPoolExecutor(workers, thread_name_prefix="gwas-chunk") as pool:
         submit_while_idle()
         while in_flight:
-            done, job = in_flight.popleft()
-            assembler.add(done, paths[done] if job is None else job.result())
-            bar.update(0 if job is None else chunks[done].size)
+            i, job = in_flight[0]
+            if job is not None and not job.done():
+                running = [j for _, j in in_flight if j is not None and not j.done()]
+                wait(running, return_when=FIRST_COMPLETED)
+                if not job.done():  # a later chunk finished first: keep its worker busy
+                    submit_while_idle()
+                continue
+            in_flight.popleft()
+            assembler.add(i, paths[i] if job is None else job.result())  # a failed chunk raises here
+            bar.update(0 if job is None else chunks[i].size)
             submit_while_idle()
 
 
