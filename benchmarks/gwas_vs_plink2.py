@@ -34,6 +34,7 @@ OUT = "contig-out"  # not "contig": a folder of that name in the working directo
 def _run(args: list[str], cwd: Path, threads: int) -> tuple[float, float]:
     """Run a command; return (wall seconds, peak RSS in MB of that process)."""
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), OPENBLAS_NUM_THREADS=str(threads))
+    os.sync()  # flush the previous run's output first, so its write-back does not land in this timing
     start = time.perf_counter()
     process = subprocess.Popen(args, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     _, status, usage = os.wait4(process.pid, 0)
