@@ -56,7 +56,14 @@ def _split(values: tuple[str, ...]) -> list[str] | None:
 @click.option(
     "--pheno-quantile-normalize", is_flag=True, help="Rank-based inverse-normal transform (plink2's)."
 )
-@click.option("--chunk-size", type=int, default=2048, show_default=True, help="Variants per chunk.")
+@click.option(
+    "--chunk-size",
+    type=int,
+    default=2048,
+    show_default=True,
+    help="Variants per chunk: one parquet row group and one resume journal entry (decoded in blocks of "
+    "at most 512 MB, so memory does not grow with it at large N).",
+)
 @click.option(
     "--threads",
     type=int,
