@@ -25,7 +25,10 @@
 # 3. Synthetic FLAIR for every person, then a puzzle on (T1, synthetic FLAIR).
 #
 # Full mode: 96 pretraining + 32 test brains at 32³, unet3d base width 8 depth 3, grids 2 and 3, 150
-# steps of 8; translation on 60 people at 16³, 150 steps of 4; estimated 40 minutes on 2 CPU cores (not yet measured). Smoke
+# steps of 8; translation on 60 people at 16³, 150 steps of 4; 73 s on 2 CPU cores (measured). Its result
+# there: tile and exact-puzzle accuracy 0.97–1.00 on 32 unseen brains for every variant (chance 0.125 /
+# 2.5e-5 at grid 2, 0.037 / 9e-29 at grid 3: the centred synthetic brains make the puzzle easy);
+# pix2pix held-out L1 0.148 against 0.230 for copying the T1 and 0.818 for zeros. Smoke
 # mode (`CONTIG_NOTEBOOK_SMOKE=1`): 8 + 4 brains at 16³, base width 4 depth 2, grid 2, 2 steps each;
 # under half a minute (56 people for the translation: the simulator needs 50 founders for LD).
 #
