@@ -20,7 +20,11 @@
 # fraction of the labelled people, next to a U-Net trained from scratch: the data-efficiency experiment.
 #
 # Full mode: 120 people at 32³, unet3d base width 8 depth 3, 150 pretraining steps of 8 volumes per task,
-# fine-tuning 80 steps at label fractions 10%, 30%, 100%, seeds 0 and 1; estimated 90 minutes on 2 CPU cores (not yet measured).
+# fine-tuning 80 steps at label fractions 10%, 30%, 100%, seeds 0 and 1; 14 minutes on 2 CPU cores
+# (measured). Its result there, mean foreground Dice at 10 / 30 / 100% labels: scratch 0.32 / 0.34 / 0.34;
+# jigsaw 0.50 / 0.46 / 0.46, RPL 0.48 / 0.45 / 0.46, CPC 0.44 / 0.42 / 0.42, rotation 0.41 / 0.44 / 0.40,
+# exemplar 0.43 / 0.39 / 0.41, SimCLR 0.42 / 0.41 / 0.41 — every task above scratch, with only two seeds
+# (seed SD up to 0.14).
 # Smoke mode (`CONTIG_NOTEBOOK_SMOKE=1`): 56 people at 16³, base width 4 depth 2, 2 steps each; under a
 # minute.
 #
