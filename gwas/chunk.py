@@ -19,7 +19,7 @@ import pandas as pd
 import pyarrow as pa
 
 from genetics._atomic import atomic_path
-from genetics._bed_decode import missing_coordinates
+from genetics._bed_decode import bytes_per_variant, missing_coordinates
 from gwas.kernel import ERRCODES, ChunkResult, associate_block, associate_products
 from gwas.sumstats import SUMSTATS_SCHEMA
 
@@ -74,6 +74,11 @@ class ChunkStats:
 DECODE_BUDGET_BYTES = 512 * 2**20
 
 
+def padded_samples(n_samples: int) -> int:
+    """Samples a decoded .bed row holds, the last byte's padding included (4 per byte)."""
+    return 4 * bytes_per_variant(n_samples)
+
+
 def decode_block_size(n_samples: int, chunk_size: int) -> int:
     """Variants decoded at once: the whole chunk, or a multiple of 8 fewer when N × chunk × 8 bytes exceeds
     the budget. Never decreases as the chunk grows, so a buffer sized for a run's chunks fits its last one.
@@ -82,8 +87,7 @@ def decode_block_size(n_samples: int, chunk_size: int) -> int:
     may round a product row differently with the row count of its block (OpenBLAS does for odd counts),
     so statistics can differ in the last bit between block sizes, never between runs.
     """
-    padded = 4 * ((n_samples + 3) // 4)
-    cap = max(8, DECODE_BUDGET_BYTES // (8 * padded) // 8 * 8)
+    cap = max(8, DECODE_BUDGET_BYTES // (8 * padded_samples(n_samples)) // 8 * 8)
     return min(chunk_size, cap)  # never more than a run's buffer holds, also for its shorter last chunk
 
 

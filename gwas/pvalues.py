@@ -160,6 +160,32 @@ def _log10_p_mpmath(t2: float, dof: float) -> float:
         return float(-mpmath.log10(mpmath.betainc(d / 2, mpmath.mpf(0.5), 0, x, regularized=True)))
 
 
+def log10_p_reference(t: float, dof: float, digits: int = 40) -> float:
+    """Slow reference −log10 P of one t statistic in ``digits``-digit arithmetic (tests, benchmarks).
+
+    mpmath's betainc, except where t² > dof/50 or betainc fails (it does not converge at dof >= 1e5 for
+    mid-range t): there the positive-term hypergeometric series
+    I_x(a, b) = x^a (1−x)^b / (a B(a, b)) · Σ_n (a+b)_n / (a+1)_n x^n, a = dof/2, b = 1/2, x = dof/(dof + t²).
+    """
+    import mpmath
+
+    with mpmath.workdps(digits):
+        d, t = mpmath.mpf(dof), mpmath.mpf(t)
+        a, b, x = d / 2, mpmath.mpf(0.5), d / (d + t * t)
+        if t * t <= d / 50:
+            try:
+                return float(-mpmath.log10(mpmath.betainc(a, b, 0, x, regularized=True)))
+            except ValueError:
+                pass
+        total = term = mpmath.mpf(1)
+        n = 0
+        while term > total * mpmath.mpf(10) ** -digits:
+            term *= (a + b + n) / (a + 1 + n) * x
+            total += term
+            n += 1
+        return float(-mpmath.log10(x**a * (1 - x) ** b / (a * mpmath.beta(a, b)) * total))
+
+
 def _log10_p_betainc(t2: np.ndarray, dof: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(P, -log10 P) for (e,) t² and dof by ``betainc``, with the log-space fraction / mpmath below 1e-290."""
     x = dof / (dof + t2)

@@ -42,6 +42,7 @@ from gwas.chunk import (
     chunk_table,
     compute_chunk,
     decode_block_size,
+    padded_samples,
 )
 from gwas.errors import GwasInputError
 from gwas.kernel import GroupDesign, covariate_basis, residualize
@@ -322,11 +323,11 @@ def _run_local(
     p-values and row layout are single-threaded numpy, and idle BLAS threads spin between products.
     """
     workers = _affordable_workers(prepared, options, device)
-    padded_samples = 4 * ((prepared.fileset.n_samples + 3) // 4)
+    padded = padded_samples(prepared.fileset.n_samples)
     block = 0 if device else decode_block_size(prepared.fileset.n_samples, options.chunk_size)
     buffers: SimpleQueue = SimpleQueue()
     for _ in range(workers):
-        buffers.put(np.empty((block, padded_samples)) if block else None)
+        buffers.put(np.empty((block, padded)) if block else None)
     mode = options.missing_genotype
     upcoming = iter(range(len(chunks)))
     in_flight: deque[tuple[int, Future | None]] = deque()  # in variant order; None = already journalled
@@ -366,7 +367,7 @@ def _run_local(
 def _affordable_workers(prepared: PreparedGwas, options: GwasOptions, device: str | None) -> int:
     """``--threads`` workers, fewer (with a warning) where their buffers would not fit in half of the
     memory they use: host memory for CPU decoding, the GPU's free memory for device decoding."""
-    n_pheno, padded = len(prepared.phenotype_names), 4 * ((prepared.fileset.n_samples + 3) // 4)
+    n_pheno, padded = len(prepared.phenotype_names), padded_samples(prepared.fileset.n_samples)
     statistics = 8 * 16 * options.chunk_size * n_pheno  # ~16 (m, P) float64 arrays per chunk
     decoded = 8 * decode_block_size(prepared.fileset.n_samples, options.chunk_size) * padded
     if device is None:
