@@ -77,6 +77,6 @@ def test_compare_loci_counts_recovered_and_false():
         {"trait": "t", "ID": "1:100", "CHROM": "1", "POS": 100},
         {"trait": "t", "ID": "2:5", "CHROM": "2", "POS": 5},
     ]
-    loci = pd.DataFrame({"CHROM": ["1", "3"], "START": [50, 10], "END": [90, 20]})
+    loci = pd.DataFrame({"CHROM": ["1", "3"], "START": [50, 10], "END": [90, 20], "LEAD_POS": [80, 15]})
     result = compare_loci(loci, planted, window_bp=20)
     assert (result["recovered"], result["false"], result["recovered_ids"]) == (1, 1, ["1:100"])
