@@ -9,11 +9,13 @@ rows, PGS and burden tables), giving what :class:`contig.model.ContIG` and
     images (B, C, ...), person (B,) long, iids (U,), genetics {m: (U, F_m)}, available {m: (U,) bool}
 
 Two images of one person (two eyes, two visits) share one row of ``genetics``: they are positives of that
-person's genetics and never negatives of each other.
+person's genetics and never negatives of each other. ``genetics_of`` lets a person receive another
+person's record (the permuted-genetics control), leaving images and IIDs untouched.
 """
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -22,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from genetics.record import MASK_KEY, GeneticRecord
@@ -42,12 +45,14 @@ class ImageSettings:
     Attributes:
         columns: manifest columns holding image paths; several = channels of one co-registered image
             (e.g. the MRI contrasts). Paths are relative to the manifest's folder.
-        augment: random flips and ±``jitter`` brightness/contrast (training only).
+        augment: ContIG's training augmentation (Taleb et al. 2022): a horizontal flip with probability
+            ½ and a rotation by a uniform angle in ±``rotation_degrees`` about the image centre (3D: in
+            the last two axes). Neither changes colour, size or intensity, so no trait is augmented away.
     """
 
     columns: tuple[str, ...] = ("image",)
     augment: bool = False
-    jitter: float = 0.1
+    rotation_degrees: float = 20.0
 
 
 def read_manifest(path: str | os.PathLike, columns: Sequence[str] | None = None) -> pd.DataFrame:
@@ -93,15 +98,19 @@ def load_image(paths: Sequence[str]) -> np.ndarray:
     return array.transpose(2, 0, 1) / 255.0
 
 
-def _augment(image: torch.Tensor, jitter: float) -> torch.Tensor:
-    """Random flips of every spatial axis and brightness/contrast jitter (global torch RNG, seeded)."""
-    for axis in range(1, image.dim()):
-        if torch.rand(()) < 0.5:
-            image = image.flip(axis)
-    contrast = 1 + (torch.rand(()) * 2 - 1) * jitter
-    brightness = (torch.rand(()) * 2 - 1) * jitter
-    mean = image.mean()
-    return (image - mean) * contrast + mean + brightness
+def _augment(image: torch.Tensor, degrees: float) -> torch.Tensor:
+    """(C, H, W) or (C, D, H, W): horizontal flip (p ½) and rotation by U(±degrees) in the last two axes,
+    bilinear with zero padding (global torch RNG, seeded)."""
+    if torch.rand(()) < 0.5:
+        image = image.flip(-1)
+    angle = math.radians(float((torch.rand(()) * 2 - 1) * degrees))
+    if angle == 0.0:
+        return image
+    cos, sin = math.cos(angle), math.sin(angle)
+    theta = torch.tensor([[[cos, -sin, 0.0], [sin, cos, 0.0]]], dtype=image.dtype)
+    planes = image.reshape(-1, 1, *image.shape[-2:])  # every channel (and slice) rotated alike
+    grid = F.affine_grid(theta.expand(planes.shape[0], 2, 3), list(planes.shape), align_corners=False)
+    return F.grid_sample(planes, grid, align_corners=False).reshape(image.shape)
 
 
 class MultimodalDataset(Dataset):
@@ -121,7 +130,7 @@ class MultimodalDataset(Dataset):
     def __getitem__(self, index: int) -> dict:
         image = torch.from_numpy(load_image(list(self.paths[index])))
         if self.settings.augment:
-            image = _augment(image, self.settings.jitter)
+            image = _augment(image, self.settings.rotation_degrees)
         return {"image": image.contiguous(), "iid": str(self.iids[index])}
 
 
@@ -137,8 +146,14 @@ def group_people(iids: Sequence[str]) -> tuple[np.ndarray, torch.Tensor]:
 class MultimodalCollate:
     """Stack images and attach the genetic record of the batch's distinct people (module docstring)."""
 
-    def __init__(self, record: GeneticRecord, modalities: Sequence[str] | None = None):
+    def __init__(
+        self,
+        record: GeneticRecord,
+        modalities: Sequence[str] | None = None,
+        genetics_of: dict[str, str] | None = None,
+    ):
         self.record = record
+        self.genetics_of = genetics_of or {}
         self.modalities = tuple(modalities or record.modalities)
         absent = [m for m in self.modalities if m not in record.modalities]
         if absent:
@@ -146,7 +161,7 @@ class MultimodalCollate:
 
     def __call__(self, items: Sequence[dict]) -> dict:
         iids, person = group_people([item["iid"] for item in items])
-        record = self.record.batch(iids)
+        record = self.record.batch([self.genetics_of.get(iid, iid) for iid in iids])
         mask = record.pop(MASK_KEY)
         columns = {m: j for j, m in enumerate(self.record.modalities)}
         return {

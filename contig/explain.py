@@ -6,6 +6,9 @@ reference people's image embeddings are the negatives,
 
     L_p(x) = −log softmax_j( s · cos(g(x), v_j) )[own],   v = [image_p, reference_1 … reference_K].
 
+The reference people never include p (p's own image would otherwise also be a negative of p).
+Image embeddings are the run's image head for modality m (one head per modality).
+
 Integrated gradients (Sundararajan et al. 2017) from the mean-dosage baseline b (the training mean of
 every input; 0 for standardised inputs):
 
@@ -38,12 +41,20 @@ from imaging.errors import ImagingError
 
 
 def per_person_loss(
-    model: ContIG, modality: str, x: torch.Tensor, own: torch.Tensor, reference: torch.Tensor
+    model: ContIG,
+    modality: str,
+    x: torch.Tensor,
+    own: torch.Tensor,
+    reference: torch.Tensor,
+    exclude: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """L_p for rows of ``x`` (P, F) with own image embeddings (P, D) and reference ones (K, D) → (P,)."""
+    """L_p for rows of ``x`` (P, F) with own image embeddings (P, D) and reference ones (K, D) → (P,);
+    ``exclude`` (P, K) bool drops reference k from row p's negatives (p's own image among them)."""
     g = F.normalize(model.genetic_heads[modality](model.genetic_towers[modality].forward_features(x)), dim=-1)
     candidates = torch.cat([own[:, None, :], reference[None].expand(len(own), -1, -1)], dim=1)
     logits = model.logit_scale * torch.einsum("pd,pkd->pk", g, F.normalize(candidates, dim=-1))
+    if exclude is not None:
+        logits = torch.cat([logits[:, :1], logits[:, 1:].masked_fill(exclude, float("-inf"))], dim=1)
     return -logits.log_softmax(dim=1)[:, 0]
 
 
@@ -56,6 +67,7 @@ def integrated_gradients(
     reference: torch.Tensor,
     steps: int = 32,
     chunk: int = 64,
+    exclude: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """(P, F) attributions of L_p to each input feature (see the module docstring)."""
     if steps < 1:
@@ -67,7 +79,8 @@ def integrated_gradients(
         p = len(xs)
         path = baseline + alphas[:, None, None] * (xs - baseline)[None]  # (S, p, F)
         path = path.reshape(steps * p, -1).detach().requires_grad_(True)
-        loss = per_person_loss(model, modality, path, own_s.repeat(steps, 1), reference)
+        mask = None if exclude is None else exclude[start : start + chunk].repeat(steps, 1)
+        loss = per_person_loss(model, modality, path, own_s.repeat(steps, 1), reference, mask)
         (grad,) = torch.autograd.grad(loss.sum(), path)
         out[start : start + p] = (xs - baseline) * grad.reshape(steps, p, -1).mean(dim=0)
     return out
@@ -114,7 +127,7 @@ def explain_run(
     _, per_person = embed_images(model.image_tower, table, progress=progress)
     with torch.no_grad():
         features = torch.from_numpy(per_person.filter(like="feat_").to_numpy())
-        image_embedding = model.image_head(features)
+        image_embedding = model.project_image(features)  # modality → (people, D)
     iids = per_person["IID"].to_numpy(str)  # one row per person, aligned with image_embedding
     train = splits.loc[splits["split"] == config.train_split, "IID"].to_numpy()
     batch, train_batch = record.batch(iids), record.batch(train)  # every modality, decoded once
@@ -130,13 +143,18 @@ def explain_run(
         train_present = train_batch["mask"][:, column]
         baseline = train_batch[modality][train_present].mean(dim=0)
         reference_rows = generator.choice(
-            np.flatnonzero(present), min(n_reference, int(present.sum())), replace=False
-        )
+            np.flatnonzero(present), min(n_reference + 1, int(present.sum())), replace=False
+        )  # one spare: each person's own row is excluded from its reference set
         x = batch[modality][present]
-        own = image_embedding[present]
+        images = image_embedding[modality]
+        own = images[present]
+        exclude = torch.from_numpy(np.flatnonzero(present)[:, None] == reference_rows[None, :])
+        if len(reference_rows) > n_reference:  # drop the spare where the person is not among them
+            keep = ~exclude.any(dim=1, keepdim=True)
+            exclude = torch.cat([exclude[:, :-1], keep | exclude[:, -1:]], dim=1)
         attributions = (
             integrated_gradients(
-                model, modality, x, baseline, own, image_embedding[reference_rows], steps=steps
+                model, modality, x, baseline, own, images[reference_rows], steps=steps, exclude=exclude
             )
             .detach()
             .numpy()

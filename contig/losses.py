@@ -14,9 +14,20 @@ batch, the term compares the images of people who have m with those people's m-e
 
 A modality absent for a person contributes nothing and receives exactly zero gradient. The ``sigmoid``
 kind is SigLIP's pairwise loss over the same (image, person) pairs.
+
+**Chance level.** An InfoNCE loss means nothing without the value a model that knows nothing gets on the
+same batch: with collapsed embeddings (all logits equal) image → genetics is ln U_m (U_m people with m)
+and genetics → image for person p is ln(R_m / k_p) (R_m images of people with m, k_p of them p's), so
+
+    chance_m = α ln U_m + (1 − α) mean_p ln(R_m / k_p),
+
+which :func:`chance_level` returns for the terms :func:`contrastive_loss` averages. "loss − chance" < 0
+means the embeddings pair images with their own person's genetics better than a constant model.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn.functional as F
@@ -44,7 +55,7 @@ def _sigmoid(logits: torch.Tensor, positive: torch.Tensor, bias: torch.Tensor) -
 
 
 def contrastive_loss(
-    image: torch.Tensor,
+    image: torch.Tensor | dict[str, torch.Tensor],
     genetics: dict[str, torch.Tensor],
     available: dict[str, torch.Tensor],
     person: torch.Tensor,
@@ -58,7 +69,7 @@ def contrastive_loss(
     """Contrastive loss terms between image embeddings and each genetic modality's embeddings.
 
     Args:
-        image: (B, D) image embeddings, one row per image.
+        image: (B, D) image embeddings, one row per image; or modality → (B, D) (one head per modality).
         genetics: modality → (U, D) embeddings, one row per distinct person of the batch (row u is
             person u); rows of people lacking the modality are ignored (they may hold anything).
         available: modality → (U,) bool, which persons have that modality.
@@ -81,27 +92,61 @@ def contrastive_loss(
         raise ValueError(
             f"availability masks have {rows_given} rows; person indices reach {int(person.max())}"
         )
-    people_ok = torch.ones(n_people, dtype=torch.bool, device=image.device)
-    if mode == "inner":
-        for mask in available.values():
-            people_ok &= mask.to(image.device)
+    images = image if isinstance(image, dict) else {name: image for name in genetics}
+    device = person.device
+    people_ok = _people_in_terms(available, n_people, mode, device)
     terms: dict[str, torch.Tensor] = {}
     for name, embedding in genetics.items():
-        has = available[name].to(image.device) & people_ok
+        has = available[name].to(device) & people_ok
         persons = torch.nonzero(has).flatten()
         rows = torch.nonzero(has[person]).flatten()
         if persons.numel() < 2 or rows.numel() < 2:
             continue  # a contrastive term needs at least two people: nothing to contrast
-        column = torch.full((n_people,), -1, dtype=torch.long, device=image.device)
-        column[persons] = torch.arange(persons.numel(), device=image.device)
-        positive = column[person[rows]][:, None] == torch.arange(persons.numel(), device=image.device)[None]
-        logits = _pair_logits(image[rows], embedding[persons], logit_scale)
+        column = torch.full((n_people,), -1, dtype=torch.long, device=device)
+        column[persons] = torch.arange(persons.numel(), device=device)
+        positive = column[person[rows]][:, None] == torch.arange(persons.numel(), device=device)[None]
+        logits = _pair_logits(images[name][rows], embedding[persons], logit_scale)
         if kind == "sigmoid":
-            bias = logit_bias if logit_bias is not None else torch.zeros((), device=image.device)
+            bias = logit_bias if logit_bias is not None else torch.zeros((), device=device)
             terms[f"loss_{name}"] = _sigmoid(logits, positive, bias)
         else:
             total, i2g, g2i = _infonce(logits, positive, alpha)
             terms[f"loss_{name}"], terms[f"i2g_{name}"], terms[f"g2i_{name}"] = total, i2g, g2i
     modality_terms = [v for k, v in terms.items() if k.startswith("loss_")]
-    loss = torch.stack(modality_terms).mean() if modality_terms else image.sum() * 0.0
+    anchor = next(iter(images.values())) if images else person.float()
+    loss = torch.stack(modality_terms).mean() if modality_terms else anchor.sum() * 0.0
     return {"loss": loss, **terms, "n_modalities": torch.tensor(float(len(modality_terms)))}
+
+
+def _people_in_terms(available: dict[str, torch.Tensor], n_people: int, mode: str, device) -> torch.Tensor:
+    """(U,) bool: people who may enter a term (``inner``: only those with every modality)."""
+    people_ok = torch.ones(n_people, dtype=torch.bool, device=device)
+    if mode == "inner":
+        for mask in available.values():
+            people_ok &= mask.to(device)
+    return people_ok
+
+
+def chance_level(
+    available: dict[str, torch.Tensor], person: torch.Tensor, *, alpha: float = 0.75, mode: str = "outer"
+) -> dict[str, float]:
+    """InfoNCE loss of collapsed embeddings on this batch (module docstring): ``chance`` (the mean over
+    the modalities :func:`contrastive_loss` would average) and ``chance_<m>`` per modality.
+
+    Args:
+        available: modality → (U,) bool; person: (B,) long row of each image (as for the loss).
+    """
+    n_people = next(iter(available.values())).shape[0] if available else 0
+    people_ok = _people_in_terms(available, n_people, mode, person.device)
+    out: dict[str, float] = {}
+    for name, mask in available.items():
+        has = mask.to(person.device) & people_ok
+        rows = has[person]
+        n_persons, n_rows = int(has.sum()), int(rows.sum())
+        if n_persons < 2 or n_rows < 2:
+            continue
+        per_person = torch.bincount(person[rows], minlength=n_people)[has].double()
+        g2i = float((math.log(n_rows) - per_person.log()).mean())
+        out[f"chance_{name}"] = alpha * math.log(n_persons) + (1 - alpha) * g2i
+    values = list(out.values())
+    return {"chance": sum(values) / len(values) if values else float("nan"), **out}

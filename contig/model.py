@@ -1,9 +1,12 @@
-"""The ContIG model: one image tower and one genetic tower per modality, projected into one space.
+"""The ContIG model: one image trunk and one genetic tower per modality, projected pairwise.
 
-Towers come from the two factories (``imaging.create_encoder``, ``genetics.create_encoder``); the model
-never knows whether a tower is 2D, 3D or genetic. A genetic tower runs only on the people who have that
-modality, so padded rows of absent people never reach BatchNorm statistics, and their output rows are
-exact zeros with no path to any parameter. The learnable temperature lives here (open_clip style).
+As in ContIG (Taleb et al. 2022) the image trunk is shared and each genetic modality m has its own image
+projection head (``head_layers = 2``: Linear → ReLU → Linear) into the space it shares with m's tower, so
+aligning with one modality does not force the others' geometry. Towers come from the two factories
+(``imaging.create_encoder``, ``genetics.create_encoder``); the model never knows whether a tower is 2D, 3D
+or genetic. A genetic tower runs only on the people who have that modality, so padded rows of absent
+people never reach BatchNorm statistics, and their output rows are exact zeros with no path to any
+parameter. The temperature lives here (fixed by default, as in the paper; learnable open_clip style).
 """
 
 from __future__ import annotations
@@ -27,15 +30,27 @@ class TowerSpec:
     kwargs: dict = field(default_factory=dict)
 
 
+def projection_head(in_features: int, out_features: int, layers: int) -> nn.Module:
+    """(B, in_features) → (B, out_features): ``layers = 1`` a Linear, 2 a Linear → ReLU → Linear MLP."""
+    if layers == 1:
+        return nn.Linear(in_features, out_features)
+    if layers == 2:
+        return nn.Sequential(
+            nn.Linear(in_features, in_features), nn.ReLU(), nn.Linear(in_features, out_features)
+        )
+    raise ValueError(f"head_layers must be 1 or 2, got {layers}")
+
+
 class ContIG(nn.Module):
-    """Image tower + genetic towers + linear projection heads into a shared ``embed_dim`` space.
+    """Image trunk + one image head per modality + genetic towers with linear heads, ``embed_dim`` wide.
 
     Args:
         image_encoder: image encoder name (any timm model or a registered contig encoder).
         towers: modality name → :class:`TowerSpec`.
         embed_dim: shared embedding width D.
         in_chans: image channels; image_kwargs: extra image-encoder arguments.
-        init_temperature: τ at start; the model learns log(1/τ) unless ``learn_temperature`` is False.
+        init_temperature: τ (at start, when learned); the model learns log(1/τ) if ``learn_temperature``.
+        head_layers: depth of each image projection head (1 linear, 2 MLP).
         sigmoid_bias: initial SigLIP logit bias (None: no bias parameter, for InfoNCE).
     """
 
@@ -46,13 +61,17 @@ class ContIG(nn.Module):
         embed_dim: int = 128,
         in_chans: int = 3,
         image_kwargs: dict | None = None,
-        init_temperature: float = 0.07,
-        learn_temperature: bool = True,
+        init_temperature: float = 0.1,
+        learn_temperature: bool = False,
+        head_layers: int = 2,
         sigmoid_bias: float | None = None,
     ):
         super().__init__()
         self.image_tower = create_image_encoder(image_encoder, in_chans=in_chans, **(image_kwargs or {}))
-        self.image_head = nn.Linear(self.image_tower.num_features, embed_dim)
+        width = self.image_tower.num_features
+        self.image_heads = nn.ModuleDict(
+            {name: projection_head(width, embed_dim, head_layers) for name in towers}
+        )
         self.genetic_towers = nn.ModuleDict(
             {
                 name: create_genetic_encoder(spec.encoder, spec.in_features, **spec.kwargs)
@@ -72,9 +91,13 @@ class ContIG(nn.Module):
         """exp(learned log-scale), clamped at 100 as in CLIP."""
         return self.log_logit_scale.exp().clamp(max=100.0)
 
-    def encode_image(self, images: torch.Tensor) -> torch.Tensor:
-        """(B, C, H, W) or (B, C, D, H, W) → (B, embed_dim)."""
-        return self.image_head(self.image_tower.forward_features(images))
+    def project_image(self, features: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Trunk features (B, num_features) → modality → (B, embed_dim)."""
+        return {name: head(features) for name, head in self.image_heads.items()}
+
+    def encode_image(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        """(B, C, H, W) or (B, C, D, H, W) → modality → (B, embed_dim)."""
+        return self.project_image(self.image_tower.forward_features(images))
 
     def image_features(self, images: torch.Tensor) -> torch.Tensor:
         """Trunk (pre-projection) features (B, num_features), what ``contig embed`` exports."""
@@ -100,7 +123,7 @@ class ContIG(nn.Module):
             available: modality → (U,) bool.
 
         Returns:
-            ``image`` (B, D), ``genetics`` {modality: (U, D)}, ``logit_scale`` (), ``logit_bias`` or None.
+            ``image`` {modality: (B, D)}, ``genetics`` {modality: (U, D)}, ``logit_scale`` (), ``logit_bias`` or None.
         """
         return {
             "image": self.encode_image(images),

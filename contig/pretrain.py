@@ -1,7 +1,15 @@
 """``contig pretrain``: contrastive image ↔ genetics pretraining on a biobank folder.
 
 The run directory holds ``config.yaml`` (resolved), ``inputs/`` (the genetic modalities built with the
-training people's statistics), ``metrics.csv``, ``last``/``best`` safetensors checkpoints and the log.
+training people's statistics), ``metrics.csv``, ``last``/``best`` safetensors checkpoints, the log and
+``evaluation.json``: the best checkpoint's loss − chance per modality with 95% intervals, for training and
+held-out people (:mod:`contig.evaluation`). Every training row carries the chance level of its batch
+(``chance``) and every evaluation its held-out ``val_excess`` per modality.
+
+``genetic.permute=true`` trains the permuted-genetics control: each training person's genetic record is
+replaced by another training person's with the same modalities (a seeded permutation), images untouched;
+evaluation always pairs people with their own genetics, so the control's held-out excess estimates what
+a model that learned no genetics scores.
 The loop is the shared :class:`imaging.training.Trainer`; this module only supplies the data, the model,
 the loss and a validation loss.
 
@@ -14,6 +22,7 @@ one genetic row. The gradient is then exactly the single-process gradient of the
 from __future__ import annotations
 
 import dataclasses
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -30,15 +39,19 @@ from contig.dataset import (
     image_settings_for,
     read_manifest,
 )
+from contig.evaluation import contrastive_evaluation, summarise_excess, validation_metrics
 from contig.genetic_inputs import GeneticInputsConfig, build_genetic_inputs, open_genetic_record
-from contig.losses import contrastive_loss
+from contig.losses import chance_level, contrastive_loss
 from contig.model import ContIG, TowerSpec
+from genetics._atomic import atomic_write_text
 from genetics.record import GeneticRecord
 from imaging.errors import ImagingError
+from imaging.training import checkpoint as ckpt
 from imaging.training import distributed as D
 from imaging.training.config import TrainingConfig
 
 INPUTS_DIR = "inputs"
+EVALUATION_FILE = "evaluation.json"
 
 
 @dataclass
@@ -53,9 +66,12 @@ class PretrainConfig(TrainingConfig):
         image_encoder, image_kwargs: image tower (timm name or a registered contig encoder).
         towers: genetic encoder name per modality; tower_kwargs: keyword arguments per modality.
         loss: ``infonce`` or ``sigmoid``; alpha: weight of image → genetics; loss_mode: ``outer``/``inner``.
-        temperature, learn_temperature: initial τ and whether log(1/τ) is learned.
+        temperature, learn_temperature: τ (fixed at 0.1 as in ContIG) and whether log(1/τ) is learned.
+        head_layers: depth of each modality's image projection head (2: the paper's MLP; 1: linear).
         genetic_lr_scale: learning-rate multiplier of the genetic towers and heads.
-        augment: random flips and brightness/contrast jitter of training images.
+        augment: horizontal flips and ±20° rotations of training images (the paper's augmentation).
+        permute_genetics: train the permuted-genetics control (module docstring).
+        eval_boot: bootstrap resamples of the final evaluation's intervals.
     """
 
     out: str = "runs/pretrain"
@@ -82,10 +98,13 @@ class PretrainConfig(TrainingConfig):
     loss: Literal["infonce", "sigmoid"] = "infonce"
     alpha: float = 0.75
     loss_mode: Literal["outer", "inner"] = "outer"
-    temperature: float = 0.07
-    learn_temperature: bool = True
+    temperature: float = 0.1
+    learn_temperature: bool = False
+    head_layers: int = 2
     genetic_lr_scale: float = 1.0
     augment: bool = True
+    permute_genetics: bool = False
+    eval_boot: int = 1_000
 
 
 # ----------------------------------------------------------------------------------------- data
@@ -126,6 +145,7 @@ def build_model(config: PretrainConfig, num_features: dict[str, int], in_chans: 
         image_kwargs=dict(config.image_kwargs),
         init_temperature=config.temperature,
         learn_temperature=config.learn_temperature,
+        head_layers=config.head_layers,
         sigmoid_bias=-10.0 if config.loss == "sigmoid" else None,
     )
 
@@ -136,23 +156,24 @@ def _pad_rows(x: torch.Tensor, rows: int) -> torch.Tensor:
 
 
 def gather_global_batch(
-    image: torch.Tensor,
+    image: dict[str, torch.Tensor],
     genetics: dict[str, torch.Tensor],
     available: dict[str, torch.Tensor],
     person: torch.Tensor,
     person_code: torch.Tensor,
-) -> tuple[torch.Tensor, dict[str, torch.Tensor], dict[str, torch.Tensor], torch.Tensor]:
-    """Every rank's (B, D) images and (U, D) genetics as one global batch (identity on one process).
+) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], dict[str, torch.Tensor], torch.Tensor]:
+    """Every rank's {m: (B, D)} images and {m: (U, D)} genetics as one global batch (identity on one
+    process).
 
     ``person_code`` (U,) identifies people across ranks; a person seen on several ranks keeps the row of
     the first rank and the copies are marked unavailable.
     """
     if not D.is_distributed():
         return image, genetics, available, person
-    rows = image.shape[0]
+    rows = person.shape[0]
     if person_code.shape[0] > rows:
         raise ValueError("more distinct people than images in a batch")
-    image_all = D.all_gather_with_grad(image)
+    image_all = {m: D.all_gather_with_grad(v) for m, v in image.items()}
     person_all = D.all_gather_with_grad(person + D.rank() * rows)
     codes = D.all_gather_with_grad(_pad_rows(person_code + 1, rows))  # 0 = padding
     # Each row points at the first row holding the same person (padding rows at themselves), on device.
@@ -177,8 +198,8 @@ def pretrain_loss(config: PretrainConfig):
         image, genetics, available, person = gather_global_batch(
             out["image"], out["genetics"], batch["available"], batch["person"], batch["person_code"]
         )
-        return contrastive_loss(
-            image.float(),
+        terms = contrastive_loss(
+            {m: v.float() for m, v in image.items()},
             {m: g.float() for m, g in genetics.items()},
             available,
             person,
@@ -188,6 +209,10 @@ def pretrain_loss(config: PretrainConfig):
             mode=config.loss_mode,
             logit_bias=out["logit_bias"],
         )
+        if config.loss == "infonce":
+            chance = chance_level(available, person, alpha=config.alpha, mode=config.loss_mode)["chance"]
+            terms["chance"] = torch.tensor(chance)
+        return terms
 
     return loss_fn
 
@@ -195,8 +220,14 @@ def pretrain_loss(config: PretrainConfig):
 class CodedCollate(MultimodalCollate):
     """``MultimodalCollate`` plus ``person_code`` (U,): a person's index in the whole cohort."""
 
-    def __init__(self, record: GeneticRecord, modalities, codes: dict[str, int]):
-        super().__init__(record, modalities)
+    def __init__(
+        self,
+        record: GeneticRecord,
+        modalities,
+        codes: dict[str, int],
+        genetics_of: dict[str, str] | None = None,
+    ):
+        super().__init__(record, modalities, genetics_of)
         self.codes = codes
 
     def __call__(self, items):
@@ -206,39 +237,13 @@ class CodedCollate(MultimodalCollate):
 
 
 def _validation(config: PretrainConfig, dataset: MultimodalDataset, collate):
-    """``eval_fn``: mean contrastive loss over the validation images in fixed batches."""
-    order = np.arange(len(dataset))
+    """``eval_fn``: loss, chance and loss − chance on seeded batches of distinct held-out people."""
 
     def eval_fn(model: nn.Module) -> dict[str, float]:
-        device = next(model.parameters()).device
-        total, weight = 0.0, 0
-        for start in range(0, len(order), config.batch_size):
-            batch = collate([dataset[int(i)] for i in order[start : start + config.batch_size]])
-            batch = D.move_to_device(batch, device, False)
-            terms = contrastive_loss(
-                **_embed(model, batch),
-                alpha=config.alpha,
-                kind=config.loss,
-                mode=config.loss_mode,
-            )
-            if terms["n_modalities"] > 0:
-                total += float(terms["loss"]) * len(batch["person"])
-                weight += len(batch["person"])
-        return {"val_loss": total / weight if weight else float("nan")}
+        terms = contrastive_evaluation(model, dataset, collate, config.batch_size, config.alpha, config.seed)
+        return validation_metrics(terms, "val")
 
     return eval_fn
-
-
-def _embed(model: nn.Module, batch: dict) -> dict:
-    out = model(batch["images"], batch["genetics"], batch["available"])
-    return {
-        "image": out["image"].float(),
-        "genetics": {m: g.float() for m, g in out["genetics"].items()},
-        "available": batch["available"],
-        "person": batch["person"],
-        "logit_scale": out["logit_scale"],
-        "logit_bias": out["logit_bias"],
-    }
 
 
 def param_groups(model: ContIG, config: PretrainConfig) -> list[dict]:
@@ -264,6 +269,7 @@ class PretrainParts:
     collate: CodedCollate
     record: GeneticRecord
     inputs: dict
+    evaluation: dict[str, MultimodalDataset]
 
 
 def prepare_pretraining(config: PretrainConfig) -> PretrainParts:
@@ -290,10 +296,33 @@ def prepare_pretraining(config: PretrainConfig) -> PretrainParts:
     codes = {iid: i for i, iid in enumerate(pd.unique(manifest["IID"]))}
     train = MultimodalDataset(train_images, ImageSettings(settings.columns, augment=config.augment))
     val = MultimodalDataset(val_images, settings) if len(val_images) else None
+    evaluation = {config.train_split: MultimodalDataset(train_images, settings)} | (
+        {config.val_split: val} if val is not None else {}
+    )
     in_chans = train[0]["image"].shape[0]
     torch.manual_seed(config.seed)
     model = build_model(config, record.num_features, in_chans)
-    return PretrainParts(model, train, val, CodedCollate(record, modalities, codes), record, inputs)
+    genetics_of = (
+        permuted_genetics(record, pd.unique(train_images["IID"]), modalities, config.seed)
+        if config.permute_genetics
+        else None
+    )
+    train_collate = CodedCollate(record, modalities, codes, genetics_of)
+    return PretrainParts(model, train, val, train_collate, record, inputs, evaluation)
+
+
+def permuted_genetics(
+    record: GeneticRecord, iids: np.ndarray, modalities: tuple[str, ...], seed: int
+) -> dict[str, str]:
+    """IID → the IID whose genetic record that person receives: a seeded permutation within each group of
+    people with the same available modalities, so availability (and the images) stay as they are."""
+    availability = record.availability(np.asarray(iids, dtype=str))[list(modalities)]
+    rng = np.random.default_rng([seed, 0x9E3779B9])
+    alias: dict[str, str] = {}
+    for _, group in availability.groupby(list(modalities), sort=True):
+        people = np.asarray(iids, dtype=str)[group.index.to_numpy()]
+        alias.update(zip(people, people[rng.permutation(people.size)], strict=True))
+    return alias
 
 
 def pretrain(config: PretrainConfig, resume: bool = False) -> dict:
@@ -302,7 +331,8 @@ def pretrain(config: PretrainConfig, resume: bool = False) -> dict:
 
     parts = prepare_pretraining(config)
     loss_fn = pretrain_loss(config)
-    eval_fn = _validation(config, parts.val, parts.collate) if parts.val is not None else None
+    own_genetics = CodedCollate(parts.record, parts.collate.modalities, parts.collate.codes)
+    eval_fn = _validation(config, parts.val, own_genetics) if parts.val is not None else None
     if eval_fn is None and config.monitor == "val_loss":  # no validation people: monitor the training loss
         config = dataclasses.replace(config, monitor="loss")
     trainer = Trainer(
@@ -314,4 +344,30 @@ def pretrain(config: PretrainConfig, resume: bool = False) -> dict:
         param_groups=param_groups(parts.model, config),
         collate_fn=parts.collate,
     )
-    return trainer.fit(resume=resume)
+    summary = trainer.fit(resume=resume)
+    if config.loss == "infonce" and D.is_main_process():
+        summary["evaluation"] = evaluate_run(parts, own_genetics, config)
+    return summary
+
+
+def evaluate_run(parts: PretrainParts, collate: CodedCollate, config: PretrainConfig) -> dict:
+    """Loss − chance of the best (else last) weights on each split's people → ``evaluation.json``."""
+    run = Path(config.out)
+    weights = run / ckpt.BEST if (run / ckpt.BEST).is_file() else run / ckpt.LAST
+    if weights.is_file():
+        ckpt.load_weights(parts.model, weights)
+    result: dict = {"weights": weights.name, "permute_genetics": config.permute_genetics, "splits": {}}
+    for split, dataset in parts.evaluation.items():
+        terms = contrastive_evaluation(
+            parts.model, dataset, collate, config.batch_size, config.alpha, config.seed
+        )
+        result["splits"][split] = summarise_excess(terms, config.eval_boot, config.seed)
+    splits = result["splits"]
+    if config.train_split in splits and config.val_split in splits:
+        result["memorisation_gap"] = {  # held-out excess minus training excess, per modality
+            m: splits[config.val_split][m]["excess"] - splits[config.train_split][m]["excess"]
+            for m in splits[config.val_split]
+            if m in splits[config.train_split]
+        }
+    atomic_write_text(run / EVALUATION_FILE, json.dumps(result, indent=2))
+    return result

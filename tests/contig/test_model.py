@@ -23,7 +23,8 @@ def test_shapes_and_zero_rows_for_absent_people():
     genetics = {"snp": torch.randn(4, 20), "pgs": torch.randn(4, 4)}
     available = {"snp": torch.tensor([True, False, True, True]), "pgs": torch.ones(4, dtype=torch.bool)}
     out = model(images, genetics, available)
-    assert out["image"].shape == (5, 8)
+    assert {m: v.shape for m, v in out["image"].items()} == {"snp": (5, 8), "pgs": (5, 8)}
+    assert not torch.equal(out["image"]["snp"], out["image"]["pgs"])  # one projection head per modality
     assert out["genetics"]["snp"].shape == (4, 8)
     assert torch.all(out["genetics"]["snp"][1] == 0)
     assert out["logit_scale"].item() > 1
@@ -77,3 +78,12 @@ def test_one_optimizer_step_lowers_the_loss_on_a_fixed_batch():
     before.backward()
     optimizer.step()
     assert loss().item() < before.item()
+
+
+def test_heads_follow_the_paper_by_default_and_a_linear_head_is_an_option():
+    model = _model()
+    assert not model.log_logit_scale.requires_grad and abs(model.logit_scale.item() - 10.0) < 1e-5
+    assert all(isinstance(h, torch.nn.Sequential) and len(h) == 3 for h in model.image_heads.values())
+    linear = _model(head_layers=1, learn_temperature=True)
+    assert all(isinstance(h, torch.nn.Linear) for h in linear.image_heads.values())
+    assert linear.log_logit_scale.requires_grad

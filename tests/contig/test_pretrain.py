@@ -131,3 +131,50 @@ def test_explain_ranks_every_input_of_every_modality(run_dir, tmp_path):
 def test_pretrain_without_data_is_a_usage_error(tmp_path):
     result = CliRunner().invoke(cli, ["pretrain", "--out", str(tmp_path / "r")])
     assert result.exit_code != 0 and "--data" in result.output
+
+
+def test_run_reports_loss_minus_chance_for_training_and_held_out_people(run_dir):
+    metrics = pd.read_csv(run_dir / "metrics.csv")
+    assert {"chance", "val_chance", "val_excess", "val_excess_snp", "val_excess_pgs"} <= set(metrics.columns)
+    evaluated = metrics.dropna(subset=["val_loss"])
+    assert np.allclose(evaluated["val_loss"] - evaluated["val_chance"], evaluated["val_excess"])
+    import json
+
+    evaluation = json.loads((run_dir / "evaluation.json").read_text())
+    assert set(evaluation["splits"]) == {"train", "val"} and evaluation["weights"] == "best.safetensors"
+    for split in evaluation["splits"].values():
+        for modality in ("snp", "pgs"):
+            row = split[modality]
+            low, high = row["excess_ci"]
+            assert low <= row["excess"] <= high and row["people"] >= 2
+            assert row["loss"] - row["chance"] == pytest.approx(row["excess"])
+    assert set(evaluation["memorisation_gap"]) >= {"snp", "pgs"}
+
+
+def test_permuted_control_changes_genetics_only(tiny_biobank, tmp_path):
+    from contig.genetic_inputs import GeneticInputsConfig
+    from contig.pretrain import PretrainConfig, prepare_pretraining
+
+    def parts(permute):
+        config = PretrainConfig(
+            out=str(tmp_path / "run"), data=str(tiny_biobank), image_encoder="test_resnet", embed_dim=16,
+            genetic=GeneticInputsConfig(max_snps=200, burden_aaf_bins=(0.05,)), permute_genetics=permute,
+            augment=False, max_steps=1,
+        )  # fmt: skip
+        return prepare_pretraining(config)
+
+    true, permuted = parts(False), parts(True)
+    items = [true.train[i] for i in range(len(true.train))]
+    a, b = true.collate(items), permuted.collate(items)
+    assert torch.equal(a["images"], b["images"]) and a["iids"] == b["iids"]
+    assert all(torch.equal(a["available"][m], b["available"][m]) for m in a["available"])
+    moved = 0
+    for m, values in a["genetics"].items():
+        has = a["available"][m]
+        rows_a = {tuple(r) for r in values[has].tolist()}
+        rows_b = {tuple(r) for r in b["genetics"][m][has].tolist()}
+        assert rows_a == rows_b  # the same records, handed to other people
+        moved += int((values[has] != b["genetics"][m][has]).any(dim=1).sum())
+    assert moved > len(a["iids"])  # most people receive someone else's record
+    again = parts(True).collate(items)
+    assert all(torch.equal(again["genetics"][m], b["genetics"][m]) for m in b["genetics"])

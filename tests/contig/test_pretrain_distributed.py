@@ -50,13 +50,15 @@ class TinyContIG(nn.Module):
     def __init__(self):
         super().__init__()
         torch.manual_seed(2)
-        self.image = nn.Linear(15, 4)
+        self.image = nn.ModuleDict(
+            {"pgs": nn.Linear(15, 4), "burden": nn.Linear(15, 4)}
+        )  # a head per modality
         self.towers = nn.ModuleDict({"pgs": nn.Linear(3, 4), "burden": nn.Linear(2, 4)})
         self.log_logit_scale = nn.Parameter(torch.tensor(1.5))
 
     def forward(self, images, genetics, available):
         return {
-            "image": self.image(images.flatten(1)),
+            "image": {m: head(images.flatten(1)) for m, head in self.image.items()},
             "genetics": {m: self.towers[m](x) * available[m][:, None] for m, x in genetics.items()},
             "logit_scale": self.log_logit_scale.exp(),
             "logit_bias": None,
