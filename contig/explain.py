@@ -86,6 +86,18 @@ def integrated_gradients(
     return out
 
 
+def reference_set(
+    people: np.ndarray, n_reference: int, generator: np.random.Generator
+) -> tuple[np.ndarray, torch.Tensor]:
+    """Reference rows (K',) drawn from ``people`` (P,) and (P, K') bool marking what each person leaves
+    out, so that every person has min(n_reference, P − 1) negatives and never its own image."""
+    rows = generator.choice(people, min(n_reference + 1, people.size), replace=False)  # one spare
+    exclude = people[:, None] == rows[None, :]
+    if rows.size > n_reference:  # a person not among the first K drops the spare instead
+        exclude[:, -1] |= ~exclude.any(axis=1)
+    return rows, torch.from_numpy(exclude)
+
+
 def _bar_plot(table: pd.DataFrame, title: str, path: Path, top: int = 20) -> None:
     import matplotlib
 
@@ -142,16 +154,10 @@ def explain_run(
             continue
         train_present = train_batch["mask"][:, column]
         baseline = train_batch[modality][train_present].mean(dim=0)
-        reference_rows = generator.choice(
-            np.flatnonzero(present), min(n_reference + 1, int(present.sum())), replace=False
-        )  # one spare: each person's own row is excluded from its reference set
+        reference_rows, exclude = reference_set(np.flatnonzero(present), n_reference, generator)
         x = batch[modality][present]
         images = image_embedding[modality]
         own = images[present]
-        exclude = torch.from_numpy(np.flatnonzero(present)[:, None] == reference_rows[None, :])
-        if len(reference_rows) > n_reference:  # drop the spare where the person is not among them
-            keep = ~exclude.any(dim=1, keepdim=True)
-            exclude = torch.cat([exclude[:, :-1], keep | exclude[:, -1:]], dim=1)
         attributions = (
             integrated_gradients(
                 model, modality, x, baseline, own, images[reference_rows], steps=steps, exclude=exclude

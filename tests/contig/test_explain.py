@@ -56,3 +56,29 @@ def test_an_input_at_its_baseline_gets_zero_attribution():
     ig = integrated_gradients(model, "pgs", x, baseline, own, reference, steps=8)
     assert torch.equal(ig[:, 2], torch.zeros(len(x)))
     assert ig[:, [0, 1, 3]].abs().sum() > 0
+
+
+def test_reference_set_never_holds_the_persons_own_image():
+    import numpy as np
+
+    from contig.explain import reference_set
+
+    people = np.arange(3, 40)
+    for n_reference in (5, 36, 100):
+        rows, exclude = reference_set(people, n_reference, np.random.default_rng(n_reference))
+        negatives = (~exclude).sum(dim=1)
+        assert (negatives == min(n_reference, people.size - 1)).all()
+        for p, person in enumerate(people):
+            assert person not in rows[~exclude[p].numpy()]
+
+
+def test_an_excluded_reference_is_not_a_negative():
+    model, x, _, own, reference = setup()
+    exclude = torch.zeros(len(x), len(reference), dtype=torch.bool)
+    exclude[:, 3] = True
+    keep = [k for k in range(len(reference)) if k != 3]
+    with torch.no_grad():
+        torch.testing.assert_close(
+            per_person_loss(model, "pgs", x, own, reference, exclude),
+            per_person_loss(model, "pgs", x, own, reference[keep]),
+        )
