@@ -3,7 +3,8 @@
 The entry points for code that already holds its data (the ContIG demo, notebooks):
 
 - ``benchmark_features``: frozen features per method (numpy arrays), linear probe and/or k-NN;
-- ``benchmark_finetune``: encoders per method, full fine-tuning on image tensors.
+- ``benchmark_finetune``: encoders per method, full fine-tuning on image tensors; with validation tensors
+  (people of neither part) it early-stops on them and adds ``FINETUNE_COLUMNS`` to the table.
 
 Both take one row per image: labels ``y`` (N,), person ``ids`` (N,) and a boolean ``test`` (N,) marking
 the held-out rows; the rest is the training pool. For each fraction and seed, people of the training
@@ -29,7 +30,7 @@ import torch
 from torch import nn
 
 from contig.benchmark.errors import BenchmarkError
-from contig.benchmark.finetune import finetune_classifier
+from contig.benchmark.finetune import finetune_encoder
 from contig.benchmark.probes import KINDS, METRICS, Kind, knn_probe, linear_probe, score_predictions
 from contig.benchmark.subsets import label_fraction_subset
 from imaging.metrics import BootstrapCI
@@ -47,6 +48,8 @@ COLUMNS = [
     "n_train",
     "n_test",
 ]
+# Added by benchmark_finetune with validation tensors: how long each run trained and how well it validated.
+FINETUNE_COLUMNS = ["steps_trained", "best_step", "val_loss", "val_metric", "n_val"]
 FEATURE_PROTOCOLS = ("linear", "knn")
 PROTOCOLS = (*FEATURE_PROTOCOLS, "finetune")
 DEFAULT_FRACTIONS = (0.01, 0.05, 0.1, 0.25, 1.0)
@@ -54,8 +57,8 @@ _NAN = float("nan")
 _NAN_SCORES = {kind: {m: BootstrapCI(_NAN, _NAN, _NAN, 0, 0) for m in METRICS[kind]} for kind in KINDS}
 log = logging.getLogger(__name__)
 
-# (train rows, seed) → test predictions
-Predictor = Callable[[np.ndarray, int], np.ndarray]
+# (train rows, seed) → test predictions, or (test predictions, extra columns of the run's rows)
+Predictor = Callable[[np.ndarray, int], "np.ndarray | tuple[np.ndarray, dict]"]
 
 
 def benchmark_features(
@@ -132,24 +135,48 @@ def benchmark_finetune(
     n_boot: int = 1000,
     alpha: float = 0.05,
     num_classes: int | None = None,
+    val_images: torch.Tensor | None = None,
+    val_y: np.ndarray | None = None,
+    eval_every: int = 10,
+    patience: int = 5,
 ) -> pd.DataFrame:
     """Fine-tune each encoder (a fresh copy per fraction and seed) on (N, C, H, W) or (N, C, D, H, W) images.
 
-    Returns: a table with ``COLUMNS`` (protocol "finetune").
+    Without ``val_images`` every run trains ``steps`` steps. With ``val_images`` (N_val, ...) and ``val_y``
+    (N_val,) of people in neither the training pool nor the test rows, ``steps`` is the cap and each run
+    stops early on the validation loss (``contig.benchmark.finetune.finetune_encoder``: evaluated every
+    ``eval_every`` steps, stopped after ``patience`` evaluations without improvement, best weights
+    restored); the validation set is the same at every fraction.
+
+    Returns: a table with ``COLUMNS`` (protocol "finetune"), plus ``FINETUNE_COLUMNS`` with validation:
+    ``steps_trained``, ``best_step``, ``val_loss`` and ``val_metric`` (the headline metric of the kind on
+    the validation set at ``best_step``) and ``n_val`` (validation images).
     """
     y, ids, test = _check_rows(y, ids, test, kind)
     if images.shape[0] != y.shape[0]:
         raise BenchmarkError(f"{images.shape[0]} images but {y.shape[0]} labels; give one label per image")
     train_images, test_images = images[torch.from_numpy(~test)], images[torch.from_numpy(test)]
     train_y = y[~test]
+    if val_images is not None:
+        val_y = np.asarray(val_y) if val_y is not None else np.zeros(0)
+        if val_images.shape[0] != val_y.shape[0] or val_y.ndim != 1 or val_y.size == 0:
+            raise BenchmarkError(
+                f"{val_images.shape[0]} validation images but {val_y.shape} labels; give one label per image"
+            )
     frames = []
     for method, encoder in encoders.items():
 
         def predict(rows, seed, encoder=encoder):
-            return finetune_classifier(
+            result = finetune_encoder(
                 encoder, train_images[torch.from_numpy(rows)], train_y[rows], test_images, kind,
-                steps=steps, lr=lr, seed=seed, device=device, batch_size=batch_size, num_classes=num_classes,
+                val_images=val_images, val_y=val_y, max_steps=steps, eval_every=eval_every, patience=patience,
+                lr=lr, seed=seed, device=device, batch_size=batch_size, num_classes=num_classes,
             )  # fmt: skip
+            if val_images is None:
+                return result.predictions
+            extra = {"steps_trained": result.steps_trained, "best_step": result.best_step}
+            extra |= {"val_loss": result.val_loss, "val_metric": result.val_metric, "n_val": len(val_y)}
+            return result.predictions, extra
 
         frames.append(
             _evaluate(predict, y, ids, test, kind, task, method, "finetune", fractions, seeds, n_boot, alpha)
@@ -175,12 +202,13 @@ def _evaluate(
     train_y, train_ids = y[~test], ids[~test]
     test_y, test_ids = y[test], ids[test]
     stratify = kind != "regression"
-    records = []
+    records, extras = [], []
     for seed in seeds:
         for fraction in fractions:
             rows = label_fraction_subset(train_ids, train_y, fraction, seed, stratify=stratify)
             run = (task, method, protocol, float(fraction), int(seed))
             prediction = predict(rows, seed)
+            prediction, extra = prediction if isinstance(prediction, tuple) else (prediction, {})
             if np.all(np.isfinite(prediction)):
                 options = {"n_boot": n_boot, "seed": seed, "groups": test_ids, "alpha": alpha}
                 scores = score_predictions(test_y, prediction, kind, **options)
@@ -189,7 +217,10 @@ def _evaluate(
                 scores = _NAN_SCORES[kind]
             for metric, (value, low, high) in scores.items():
                 records.append((*run, metric, value, low, high, rows.size, int(test.sum())))
+                extras.append(extra)
     frame = pd.DataFrame.from_records(records, columns=COLUMNS)
+    if any(extras):
+        frame = pd.concat([frame, pd.DataFrame(extras, index=frame.index)], axis=1)
     return frame.sort_values(["fraction", "seed", "metric"], kind="stable").reset_index(drop=True)
 
 
