@@ -17,7 +17,11 @@ class DemoSettings:
         pretrain_steps, batch_size, lr: the same budget for ContIG and SimCLR.
         max_snps: SNP-modality width.
         feature_pcs: principal components of the embeddings tested in the GWAS.
-        fractions: downstream label fractions; finetune_steps: fine-tuning steps per fraction.
+        fractions: downstream label fractions (a fraction whose drawn training people, or the test
+            split, hold fewer than ``min_positives`` positives or negatives is refused and reported so).
+        finetune_steps: the most fine-tuning steps per fraction; fine-tuning stops earlier when the
+            validation loss (``val`` people) has not improved for ``finetune_patience`` evaluations, one
+            every ``finetune_eval_every`` steps, and keeps the best weights.
         n_boot: bootstrap resamples for the 95% intervals.
     """
 
@@ -33,6 +37,9 @@ class DemoSettings:
     fractions: tuple[float, ...]
     finetune_steps: int
     n_boot: int
+    finetune_eval_every: int = 10
+    finetune_patience: int = 5
+    min_positives: int = 10
 
 
 FULL = DemoSettings(
