@@ -80,13 +80,31 @@ def image_paths(images: pd.DataFrame, kind: str) -> pd.DataFrame:
     return paths
 
 
-def _render(
-    kind: str, traits: dict[str, np.ndarray], size: int, eye: np.ndarray | None, ids: np.ndarray, seed: int
-) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    if kind == "fundus":
-        from imaging.synthetic_fundus import render_fundus
+def check_calibration(kind: str, calibration: str) -> None:
+    """ValueError unless ``calibration`` names a render calibration of this image kind."""
+    from imaging.synthetic_fundus import FUNDUS_CALIBRATIONS
 
-        images, masks = render_fundus(traits, size=size, eye=eye, seed=seed, ids=ids)
+    known = list(FUNDUS_CALIBRATIONS) if kind == "fundus" else ["default"]
+    if calibration not in known:
+        raise ValueError(f"render calibration {calibration!r} is not one of {known} for {kind} images")
+
+
+def _render(
+    kind: str,
+    traits: dict[str, np.ndarray],
+    size: int,
+    eye: np.ndarray | None,
+    ids: np.ndarray,
+    seed: int,
+    calibration: str = "default",
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    check_calibration(kind, calibration)
+    if kind == "fundus":
+        from imaging.synthetic_fundus import FUNDUS_CALIBRATIONS, render_fundus
+
+        images, masks = render_fundus(
+            traits, size=size, eye=eye, seed=seed, ids=ids, calibration=FUNDUS_CALIBRATIONS[calibration]
+        )
         return {"image": images}, masks
     from imaging.synthetic_mri import render_mri
 
@@ -106,12 +124,14 @@ def render_images(
     seed: int,
     batch: int = 256,
     progress: bool = False,
+    calibration: str = "default",
 ) -> np.ndarray:
     """Render and write every image and its mask, ``batch`` images at a time.
 
     Args:
         images: one row per image (``IID``, ``eye`` for fundus); paths: :func:`image_paths` of those rows.
         traits: (n_images, renderer traits) values for each image row.
+        calibration: render calibration name (fundus: ``default`` or ``demo``; see :func:`trait_visibility`).
 
     Returns:
         (n_images, n_classes) fraction of pixels/voxels of each mask class (for quick checks).
@@ -124,7 +144,7 @@ def render_images(
         part = slice(start, min(start + batch, len(images)))
         eye = images["eye"].to_numpy()[part] if kind == "fundus" else None
         values = {name: traits[name].to_numpy()[part] for name in traits.columns}
-        rendered, masks = _render(kind, values, size, eye, images["IID"].to_numpy()[part], seed)
+        rendered, masks = _render(kind, values, size, eye, images["IID"].to_numpy()[part], seed, calibration)
         n_classes = 4 if kind == "fundus" else 5
         flat = masks.reshape(len(masks), -1)
         fractions.append(np.stack([(flat == c).mean(axis=1) for c in range(n_classes)], axis=1))
@@ -137,6 +157,45 @@ def render_images(
         bar.update(part.stop - part.start)
     bar.close()
     return np.concatenate(fractions) if fractions else np.zeros((0, 4))
+
+
+def _pixels(rendered: dict[str, np.ndarray]) -> np.ndarray:
+    """(B, P) float64 of every pixel (or voxel) and channel (or contrast) of each image."""
+    return np.concatenate([a.reshape(len(a), -1).astype(np.float64) for a in rendered.values()], axis=1)
+
+
+def trait_visibility(
+    traits: pd.DataFrame,
+    kind: str,
+    size: int,
+    eye: np.ndarray | None = None,
+    seed: int = 0,
+    calibration: str = "default",
+) -> dict[str, float]:
+    """Share of the population's pixel variance that one SD of each trait moves, per trait.
+
+    Each image is rendered three times with the same person randomness: as is, and with one trait at
+    its value ± 1. The per-pixel slope ``(I₊ − I₋) / 2`` squared, summed over pixels and channels and
+    averaged over images, is divided by the summed per-pixel variance of the as-is images across the
+    population. For a response linear in the trait this is the trait's share of pixel variance.
+
+    Args:
+        traits: (B, renderer traits) trait values of a population sample (e.g. truth/image_traits.parquet
+            columns); one image per row, person id = row number.
+        eye: (B,) ``left``/``right`` (fundus); None: all left.
+
+    Returns:
+        {trait: share in [0, 1)}.
+    """
+    values = {name: traits[name].to_numpy(np.float64) for name in traits.columns}
+    ids = np.arange(len(traits))
+    render = lambda t: _pixels(_render(kind, t, size, eye, ids, seed, calibration)[0])  # noqa: E731
+    total = render(values).var(axis=0).sum()
+    shares = {}
+    for name, value in values.items():
+        slope = (render({**values, name: value + 1.0}) - render({**values, name: value - 1.0})) / 2.0
+        shares[name] = float((slope**2).sum(axis=1).mean() / total)
+    return shares
 
 
 def ordinal_labels(

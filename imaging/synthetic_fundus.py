@@ -14,6 +14,7 @@ changes. Geometry lives in normalized coordinates: x to the right, y down, the i
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -75,12 +76,48 @@ _SLOTS = (len(_MAIN), 4, 2)  # main vessels, branches per main vessel, twigs per
 _MAX_LEN = (1.4, 0.6, 0.35)  # longest vessel of each generation (normalized units)
 
 
+@dataclass(frozen=True)
+class FundusCalibration:
+    """How strongly the traits show in the picture; the default changes nothing.
+
+    Small images hide fine anatomy (at 64 px the cup is ~1.4 px in radius), so a calibration can make
+    traits more visible without changing the traits themselves (docs/synthetic_biobank.md, "Images").
+
+    Attributes:
+        gain: (trait, g) pairs: the trait drives the anatomy as g × its value (g times its effect).
+        disc_scale: optic disc (and so cup) radius × this, as a narrower field of view would show it.
+        cup_rgb: colour of the optic cup (None: ``CUP_RGB``).
+    """
+
+    gain: tuple[tuple[str, float], ...] = ()
+    disc_scale: float = 1.0
+    cup_rgb: tuple[float, float, float] | None = None
+
+    def scaled(self, traits: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """The traits with each gain applied (unknown trait names raise ValueError)."""
+        gains = dict(self.gain)
+        unknown = sorted(set(gains) - set(FUNDUS_TRAITS))
+        if unknown:
+            raise ValueError(f"calibration gain for unknown fundus trait(s) {unknown}")
+        return {name: values * gains.get(name, 1.0) for name, values in traits.items()}
+
+
+# Every trait ≥ 1% of the pixel variance at 32 and 64 px (measured: docs/synthetic_biobank.md).
+DEMO_CALIBRATION = FundusCalibration(
+    gain=(("cup_to_disc", 2.0), ("vessel_caliber", 1.5), ("macula_darkness", 2.0)),
+    disc_scale=1.3,
+    cup_rgb=(255.0, 245.0, 230.0),
+)
+FUNDUS_CALIBRATIONS: dict[str, FundusCalibration] = {"default": FundusCalibration(), "demo": DEMO_CALIBRATION}
+
+
 def render_fundus(
     traits: Mapping[str, np.ndarray],
     size: int = 64,
     eye: np.ndarray | None = None,
     seed: int = 0,
     ids: np.ndarray | None = None,
+    calibration: FundusCalibration | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Render B fundus photographs and their masks.
 
@@ -91,6 +128,7 @@ def render_fundus(
         seed: non-negative base seed.
         ids: (B,) non-negative ints or strings (person IDs) that seed each person's randomness; None
             means 0..B-1. The image of a person depends only on (traits, size, eye, seed, id).
+        calibration: trait visibility (:class:`FundusCalibration`); None renders the default anatomy.
     Returns:
         images: uint8 (B, size, size, 3) RGB.
         masks: uint8 (B, size, size): 0 background, 1 optic disc (including vessels on it), 2 vessel, 3 lesion.
@@ -101,7 +139,8 @@ def render_fundus(
     checked = check_traits(traits, FUNDUS_TRAITS, "fundus")
     eye_arr = None if eye is None else np.asarray(eye).astype(str)
     b = batch_size(*checked.values(), None if ids is None else np.asarray(ids), eye_arr)
-    t = full_traits(checked, FUNDUS_TRAITS, b)
+    calibration = calibration or FundusCalibration()
+    t = calibration.scaled(full_traits(checked, FUNDUS_TRAITS, b))
     if eye_arr is None:
         right = np.zeros(b, dtype=bool)
     else:
@@ -119,7 +158,7 @@ def render_fundus(
         rngs = person_rngs(seed, _STREAM, keys[part], right[part].astype(np.int64))
         draws = _stack([_draw_person(rng, size) for rng in rngs])
         chunk_traits = {name: values[part] for name, values in t.items()}
-        images[part], masks[part] = _render_chunk(chunk_traits, draws, size)
+        images[part], masks[part] = _render_chunk(chunk_traits, draws, size, calibration)
     images[right] = images[right, :, ::-1]
     masks[right] = masks[right, :, ::-1]
     return images, masks
@@ -159,7 +198,7 @@ def _smooth_field(noise: np.ndarray, size: int) -> np.ndarray:
 
 
 def _render_chunk(
-    t: dict[str, np.ndarray], draws: dict[str, np.ndarray], size: int
+    t: dict[str, np.ndarray], draws: dict[str, np.ndarray], size: int, calibration: FundusCalibration
 ) -> tuple[np.ndarray, np.ndarray]:
     b = len(draws["z"])
     z = draws["z"]
@@ -170,7 +209,7 @@ def _render_chunk(
     # Landmarks and disc geometry.
     disc_x, disc_y = DISC_XY[0] + 0.025 * z[:, 0], DISC_XY[1] + 0.025 * z[:, 1]
     fovea_x, fovea_y = FOVEA_XY[0] + 0.02 * z[:, 2], FOVEA_XY[1] + 0.02 * z[:, 3]
-    disc_r = DISC_RADIUS * np.exp(0.13 * t["disc_size"] + 0.03 * z[:, 4])
+    disc_r = calibration.disc_scale * DISC_RADIUS * np.exp(0.13 * t["disc_size"] + 0.03 * z[:, 4])
     elongation = 1.08 * np.exp(0.03 * z[:, 5])  # discs are slightly taller than wide
     cdr = 0.1 + 0.8 * sigmoid(-0.9 + 0.75 * t["cup_to_disc"] + 0.05 * z[:, 6])
     px = 2.0 / size  # one pixel in normalized units
@@ -201,11 +240,12 @@ def _render_chunk(
     vignette = 1.0 - 0.22 * (radius / FOV_RADIUS) ** 2
     fov = np.clip((FOV_RADIUS - radius) / px + 0.5, 0.0, 1.0)  # (1, S, S)
     illumination = gradient * vignette * fov
+    cup_rgb = calibration.cup_rgb or CUP_RGB
     channels = []
     for c in range(3):
         image = col(base[:, c]) * shading
         # Optic disc: orange-pink rim, pale cup.
-        disc_colour = RIM_RGB[c] + cup_cov * (CUP_RGB[c] - RIM_RGB[c])
+        disc_colour = RIM_RGB[c] + cup_cov * (cup_rgb[c] - RIM_RGB[c])
         image = image + disc_cov * (disc_colour - image)
         # Vessels darken red a little and green/blue a lot, veins more than arteries.
         image = image * (1.0 - vessel_dark * VESSEL_ABSORPTION[c])
