@@ -32,6 +32,7 @@ from contig.biobank_traits import (
     UNRELATED_TRAIT_SPECS,
     Architecture,
     TraitSpec,
+    calibrated_specs,
     covariate_part,
     draw_architecture,
     genetic_values,
@@ -81,6 +82,11 @@ class BiobankConfig:
         revisit_years: years between MRI visits.
         image_noise_sd: SD of per-image deviations of the rendered traits from the person's. None: by kind.
         traits: image-trait architectures (None: FUNDUS_TRAIT_SPECS or MRI_TRAIT_SPECS).
+        major_variance, polygenic_scale: demo calibration of the image traits' genetics: every major
+            variant explains ``major_variance`` of its trait (None: the shares in ``traits``, from the
+            sources) and polygenic heritabilities are × ``polygenic_scale``; see the docs.
+        render_calibration: demo calibration of the images: ``default`` or, for fundus, ``demo`` (every
+            trait ≥ 1% of the pixel variance at 32–64 px; imaging.synthetic_fundus.DEMO_CALIBRATION).
         unrelated_traits: non-image traits (PGS negative controls).
         n_genes, gene_length: burden genes (windows of rare "exome" variants) and their length in bp.
         annotation_proportions: pLoF, missense, synonymous shares of rare coding variants.
@@ -110,6 +116,9 @@ class BiobankConfig:
     revisit_years: float = 2.5
     image_noise_sd: float | None = None
     traits: tuple[TraitSpec, ...] | None = None
+    major_variance: float | None = None
+    polygenic_scale: float = 1.0
+    render_calibration: str = "default"
     unrelated_traits: tuple[TraitSpec, ...] = UNRELATED_TRAIT_SPECS
     n_genes: int = 20
     gene_length: int = 15_000
@@ -135,6 +144,8 @@ class BiobankConfig:
                 raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
         if self.n_individuals < 20:
             raise ValueError(f"n_individuals must be at least 20, got {self.n_individuals}")
+        bi.check_calibration(self.image_kind, self.render_calibration)
+        calibrated_specs((), self.major_variance, self.polygenic_scale)  # validates the calibration
         d = KIND_DEFAULTS[self.image_kind]
         default_traits = FUNDUS_TRAIT_SPECS if self.image_kind == "fundus" else MRI_TRAIT_SPECS
         return replace(
@@ -233,7 +244,8 @@ def _draw(config: BiobankConfig) -> _Cohort:
         progress=config.progress,
     )
     annotations = bg.annotate(cohorts.variants, genes, config.annotation_proportions, rng[3])
-    specs = tuple(config.traits) + tuple(config.unrelated_traits)
+    specs = calibrated_specs(config.traits, config.major_variance, config.polygenic_scale)
+    specs += tuple(config.unrelated_traits)
     architecture = draw_architecture(
         specs,
         cohorts.variants,
@@ -334,7 +346,15 @@ def _write_images(out: Path, s: _Cohort) -> tuple[pd.DataFrame, pd.DataFrame, pd
     values += config.image_noise_sd * s.rng(10).standard_normal(values.shape)
     traits = pd.DataFrame(values, columns=[spec.name for spec in specs])
     fractions = bi.render_images(
-        out, images, paths, traits, config.image_kind, config.image_size, s.seed(11), progress=config.progress
+        out,
+        images,
+        paths,
+        traits,
+        config.image_kind,
+        config.image_size,
+        s.seed(11),
+        progress=config.progress,
+        calibration=config.render_calibration,
     )
     return images, paths, traits, fractions
 

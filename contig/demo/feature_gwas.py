@@ -190,7 +190,7 @@ def feature_gwas(
         out,
         covar=covariates[["IID", *COVARIATES]],
         options=GwasOptions(progress=progress),
-        clump=ClumpSettings(p1=p_threshold, p2=1e-4, r2=0.1, kb=250),
+        clump=ClumpSettings(p1=p_threshold, p2=max(1e-4, p_threshold), r2=0.1, kb=250),
         max_plots=2,
     )
     loci = outputs.loci if outputs.loci is not None else pd.DataFrame(columns=["CHROM", "LEAD_POS"])

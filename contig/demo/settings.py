@@ -23,6 +23,9 @@ class DemoSettings:
             validation loss (``val`` people) has not improved for ``finetune_patience`` evaluations, one
             every ``finetune_eval_every`` steps, and keeps the best weights.
         n_boot: bootstrap resamples for the 95% intervals.
+        major_variance, polygenic_scale, render_calibration: the synthetic biobank's demo calibration, so
+            that planted variants are findable by the GWAS people and every trait shows in the pictures
+            (``BiobankConfig`` fields of the same names; docs/synthetic_biobank.md, "Demo calibration").
     """
 
     n_individuals: int
@@ -37,6 +40,9 @@ class DemoSettings:
     fractions: tuple[float, ...]
     finetune_steps: int
     n_boot: int
+    major_variance: float | None = None
+    polygenic_scale: float = 1.0
+    render_calibration: str = "default"
     finetune_eval_every: int = 10
     finetune_patience: int = 5
     min_positives: int = 10
@@ -55,6 +61,9 @@ FULL = DemoSettings(
     fractions=(0.01, 0.1, 1.0),
     finetune_steps=30,
     n_boot=1_000,
+    major_variance=0.12,
+    polygenic_scale=0.25,
+    render_calibration="demo",
 )
 
 QUICK = DemoSettings(
@@ -70,4 +79,7 @@ QUICK = DemoSettings(
     fractions=(0.01, 0.1, 1.0),
     finetune_steps=15,
     n_boot=200,
+    major_variance=0.2,
+    polygenic_scale=0.25,
+    render_calibration="demo",
 )
