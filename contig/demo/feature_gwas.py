@@ -33,7 +33,6 @@ from gwas.runner import GwasOptions
 COVARIATES = ("age", "sex", *(f"PC{i}" for i in range(1, 11)))
 WINDOW_FRACTION = 0.45  # matching window as a share of the minimum planted spacing (< 0.5)
 DEFAULT_SPACING_BP = 200_000  # BiobankConfig.major_spacing, for truth documents that do not record it
-_IMAGE_KEYS = ("IID", "eye", "visit", "image")  # non-trait columns of truth/image_traits.parquet
 
 
 @dataclass
