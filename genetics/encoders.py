@@ -125,6 +125,9 @@ class MLPEncoder(nn.Module):
     """Fully connected encoder (B, F) → (B, D).
 
     Each hidden layer is Linear → activation → norm → dropout (ContIG's ``DietNetworkBasic`` order).
+    ``input_dropout`` drops input features first (for standardised inputs and a linear first layer, a
+    ridge penalty in expectation): with thousands of SNPs and a thousand people a tower can otherwise map
+    every person's genotype anywhere, i.e. memorise people instead of learning effects.
     ``out_features`` adds a final plain Linear. D = ``out_features`` or the last hidden size, or F when
     there are no layers at all (identity). ``norm="layer"`` (default) keeps each row independent of the
     others in the batch, which matters when rows of people without this modality are zero padding;
@@ -142,6 +145,7 @@ class MLPEncoder(nn.Module):
         dropout: float = 0.0,
         sparse_input: bool = False,
         num_classes: int = 0,
+        input_dropout: float = 0.0,
     ):
         super().__init__()
         if activation not in ACTIVATIONS:
@@ -149,6 +153,8 @@ class MLPEncoder(nn.Module):
         _norm(norm, 1)  # validate early
         self.in_features = in_features
         self.sparse_input = sparse_input
+        if input_dropout and sparse_input:
+            raise ValueError("input_dropout needs dense inputs (sparse_input=False)")
         layers: list[nn.Module] = []
         width = in_features
         for size in hidden_sizes:
@@ -164,6 +170,8 @@ class MLPEncoder(nn.Module):
             width = int(out_features)
         if sparse_input and not layers:
             raise ValueError("sparse_input=True needs at least one layer (hidden_sizes or out_features)")
+        if input_dropout:
+            layers.insert(0, nn.Dropout(input_dropout))
         self.blocks = nn.Sequential(*layers)
         self.num_features = width
         self.num_classes = 0

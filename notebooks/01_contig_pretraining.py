@@ -12,22 +12,24 @@
 # ---
 
 # %% [markdown]
-# # 1. ContIG on the synthetic biobank: pretraining, embeddings and label efficiency
+# # 1. ContIG on the synthetic biobank: does it learn genetics, and does it beat its controls?
 #
-# Simulate a biobank of fundus photographs with genotypes, polygenic scores and gene burdens; pretrain
-# ContIG (image tower aligned with the SNP, PGS and burden towers), an image-only SimCLR with the same
-# budget, and keep a randomly initialised encoder; embed every image with each; then compare them
-# downstream (linear probe and end-to-end fine-tuning) at several label fractions, with 95% bootstrap
-# intervals over test people.
+# Simulate a biobank of fundus photographs with genotypes, polygenic scores and gene burdens (the demo
+# calibration: planted effects findable at this size); pretrain ContIG (image tower aligned with the SNP,
+# PGS and burden towers) and, with the same budget, three controls: **ContIG with permuted genetics**
+# (each person's genetics swapped for another's), an image-only **SimCLR**, and **random init**. Then:
+# the contrastive loss minus its chance level on training and held-out people; a feature GWAS of the
+# people not pretrained on, read against the **oracle** (the same protocol on the true traits); and
+# downstream probes and early-stopped fine-tuning with counts and 95% bootstrap intervals, with the
+# heritability-free trait as the negative control. This is `contig demo` (`contig.demo.run_demo`),
+# step by step.
 #
-# Full mode: 2,500 people at 64 px, resnet10t, 200 pretraining steps of 64, label fractions 1%, 10%,
-# 100%, 1,000 bootstrap resamples (the sizes of `contig demo`); 9.5 minutes on 2 CPU cores (measured), with
-# the demo's figures to the last digit (e.g. ContIG linear-probe AUROC for glaucoma_suspect 0.637 / 0.665 /
-# 0.745 at 1 / 10 / 100% labels).
-# Smoke mode (`CONTIG_NOTEBOOK_SMOKE=1`): 160 people at 32 px, `test_resnet`, 3 steps; under a minute.
+# Full mode: the sizes of `contig demo` (2,500 people at 64 px, resnet10t, 200 pretraining steps of 64).
+# Smoke mode (`CONTIG_NOTEBOOK_SMOKE=1`): 160 people at 32 px, `test_resnet`, 3 steps; about a minute.
 #
-# Results go to `$CONTIG_NOTEBOOK_OUT` (default `notebook-out/01_contig_pretraining`):
-# `downstream.parquet` (one row per task × protocol × method × fraction × metric) and one PNG per task.
+# Results go to `$CONTIG_NOTEBOOK_OUT` (default `notebook-out/01_contig_pretraining`): the demo's
+# `report.json`, `report.html`, `downstream.parquet` (one row per task × protocol × method × fraction ×
+# metric) and the GWAS folders.
 
 # %% tags=["parameters"]
 import os
@@ -35,140 +37,85 @@ import os
 SMOKE = os.environ.get("CONTIG_NOTEBOOK_SMOKE") == "1"
 OUT = os.environ.get("CONTIG_NOTEBOOK_OUT", "notebook-out/01_contig_pretraining")
 SEED = 0
-N_PEOPLE = 160 if SMOKE else 2_500
-IMAGE_SIZE = 32 if SMOKE else 64
-ENCODER = "test_resnet" if SMOKE else "resnet10t"
-STEPS = 3 if SMOKE else 200
-BATCH_SIZE = 16 if SMOKE else 64
-MAX_SNPS = 100 if SMOKE else 2_000
-FRACTIONS = (0.1, 1.0) if SMOKE else (0.01, 0.1, 1.0)
-FINETUNE_STEPS = 2 if SMOKE else 30
-N_BOOT = 20 if SMOKE else 1_000
 
 # %%
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
 import torch
 from IPython.display import Image, display
 
-from contig.benchmark import plot_task
-from contig.biobank import BiobankConfig, simulate_biobank
-from contig.dataset import ImageSettings, MultimodalDataset
-from contig.demo import downstream
-from contig.demo.baselines import random_encoder, train_simclr
-from contig.demo.downstream import read_image_table
-from contig.demo.settings import DemoSettings
-from contig.embed import embed_images, load_run
-from contig.genetic_inputs import GeneticInputsConfig
-from contig.pretrain import PretrainConfig, pretrain
+from contig.demo.pipeline import run_demo
+from contig.demo.report import alignment_table, augmentation_table, downstream_tables, loci_tables
+from contig.demo.settings import FULL
 
+settings = FULL
 if SMOKE:
     torch.set_num_threads(1)
-torch.manual_seed(SEED)
+    settings = replace(
+        FULL,
+        n_individuals=160,
+        image_size=32,
+        image_encoder="test_resnet",
+        pretrain_steps=3,
+        batch_size=16,
+        max_snps=100,
+        feature_pcs=5,
+        fractions=(0.1, 1.0),
+        finetune_steps=2,
+        n_boot=20,
+        min_positives=1,
+        n_discovery=300,
+    )
 out = Path(OUT)
-out.mkdir(parents=True, exist_ok=True)
 
 # %% [markdown]
-# ## The cohort
-# `simulate_biobank` writes genotypes (PLINK), PGS scoring files, burden inputs, fundus PNGs rendered
-# from latent traits with planted genetic architecture, and downstream labels with a person-level split.
+# ## Run everything
+# Each stage reuses a finished result in `out`, so a rerun continues where it stopped.
 
 # %%
-biobank = out / "biobank"
-if not (biobank / "truth.json").is_file():
-    simulate_biobank(
-        biobank,
-        BiobankConfig(
-            n_individuals=N_PEOPLE,
-            image_size=IMAGE_SIZE,
-            seed=SEED,
-            split_fractions=(0.5, 0.15, 0.35),
-            n_discovery=300 if SMOKE else 2_000,
-            progress=False,
-        ),
-    )
-labels = read_image_table(biobank, "downstream/labels.parquet")
-labels.drop_duplicates("IID")["split"].value_counts()
+report = run_demo(out, seed=SEED, progress=False, settings=settings)
+pd.Series(report["timing_seconds"])
 
 # %% [markdown]
-# ## Pretraining: ContIG, SimCLR (same steps and batch) and random init
+# ## Does ContIG align images with genetics?
+# Loss minus chance (seeded batches of distinct people), mean over people with a 95% bootstrap interval.
+# Below 0 on held-out people means images are paired with their own person's genetics better than chance.
+# The permuted control is what a model with no real image–genetics relation scores.
 
 # %%
-contig_run = pretrain(
-    PretrainConfig(
-        out=str(out / "runs" / "contig"),
-        data=str(biobank),
-        max_steps=STEPS,
-        epochs=None,
-        batch_size=BATCH_SIZE,
-        lr=2e-3,
-        warmup_steps=max(1, STEPS // 10),
-        image_encoder=ENCODER,
-        genetic=GeneticInputsConfig(max_snps=MAX_SNPS),
-        seed=SEED,
-        log_every=max(1, STEPS // 10),
-        eval_every=max(1, STEPS // 3),
-        checkpoint_every=0,
-        progress=False,
-    ),
-    resume=True,
-)
-pd.read_csv(out / "runs" / "contig" / "metrics.csv").tail()
-
-# %%
-train_images = MultimodalDataset(labels[labels["split"] == "train"].reset_index(drop=True), ImageSettings())
-in_chans = train_images[0]["image"].shape[0]
-encoders = {
-    "contig": load_run(out / "runs" / "contig").model.image_tower,
-    "simclr": train_simclr(
-        train_images, out / "runs" / "simclr", ENCODER, in_chans, STEPS, BATCH_SIZE, 2e-3, SEED, False
-    ),
-    "random": random_encoder(ENCODER, in_chans, SEED),
-}
+alignment_table(report["alignment"])
 
 # %% [markdown]
-# ## Embeddings
-# One feature vector per image (and the mean per person) from each encoder.
+# ## Feature GWAS of held-out people, against the oracle
 
 # %%
-per_image = {name: embed_images(encoder, labels, progress=False)[0] for name, encoder in encoders.items()}
-{name: frame.filter(like="feat_").shape for name, frame in per_image.items()}
+totals, per_trait = loci_tables(report["loci_by_method"])
+display(totals)
+per_trait
 
 # %% [markdown]
-# ## Downstream label efficiency
-# Linear probe (glaucoma suspect: AUROC; DR grade: quadratic weighted kappa) and end-to-end fine-tuning of
-# the glaucoma task at each label fraction; R² of each rendered image trait from frozen features.
+# ## Downstream label efficiency and trait probes
+# Refused fractions (too few positives) are shown as such; fine-tuning stops early on the validation people.
 
 # %%
-settings = DemoSettings(
-    n_individuals=N_PEOPLE,
-    image_size=IMAGE_SIZE,
-    split_fractions=(0.5, 0.15, 0.35),
-    image_encoder=ENCODER,
-    pretrain_steps=STEPS,
-    batch_size=BATCH_SIZE,
-    lr=2e-3,
-    max_snps=MAX_SNPS,
-    feature_pcs=5,
-    fractions=FRACTIONS,
-    finetune_steps=FINETUNE_STEPS,
-    n_boot=N_BOOT,
-)
-results = downstream.evaluate(labels, per_image, encoders, biobank, settings, SEED, progress=False)
-results.to_parquet(out / "downstream.parquet", index=False)
-headline = results[results["metric"].isin(["auroc", "qwk"])]
-headline.pivot_table(index=["task", "protocol", "fraction"], columns="method", values="value")
+for title, table in downstream_tables(report["downstream"]):
+    print(title)
+    display(table)
 
 # %%
-for task in ("glaucoma_suspect", "grade"):
-    path = plot_task(
-        results[(results["task"] == task) & (results["protocol"] == "linear")], out / f"{task}.png"
-    )
+for path in sorted(out.glob("downstream_*.png")):
     display(Image(filename=str(path)))
 
 # %% [markdown]
+# ## What each method's augmentations remove
+
+# %%
+augmentation_table(report["augmentations"])
+
+# %% [markdown]
 # ## Reading the numbers
-# In smoke mode the encoders are barely trained and the test split is tiny, so differences are noise. In
-# full mode compare the intervals: ContIG should lead where the images carry genetically driven traits
-# (grade), while the glaucoma finding is rare (3.5%) and its AUROC intervals at 1% labels are wide.
+# In smoke mode the encoders are barely trained and the splits are tiny, so differences are noise. In
+# full mode read each ContIG number against its control: the permuted run's held-out loss − chance, the
+# oracle's loci, random init's probe gain on the heritability-free trait.

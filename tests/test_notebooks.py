@@ -32,8 +32,8 @@ EXPECTED = {
         "downstream.parquet",
         {"task", "protocol", "method", "fraction", "metric", "value", "low", "high", "n_train"},
         lambda t: (
-            set(t["method"]) == {"contig", "simclr", "random"}
-            and set(t["protocol"]) == {"linear", "finetune"}
+            {"contig", "contig_permuted", "simclr", "random"} <= set(t["method"])
+            and {"linear", "finetune"} <= set(t["protocol"])
             and set(t["fraction"]) == {0.1, 1.0}
         ),
     ),

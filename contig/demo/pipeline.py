@@ -1,12 +1,17 @@
-"""``contig demo``: the main job on the built-in synthetic biobank, end to end.
+"""``contig demo``: the main job on the built-in synthetic biobank, end to end, beside its controls.
 
-simulate → pretrain ContIG (SNP + PGS + burden; some people lack genotypes or burden data) → SimCLR
-(image only, same steps and batch) and random init → embed every image with each encoder → feature
-GWAS of the people not pretrained on (PCA → covariate residuals → rank-INT → GWAS → loci vs truth.json)
-→ downstream linear probe and fine-tuning at label fractions with 95% bootstrap intervals →
+simulate (the demo calibration: planted effects findable at this size) → pretrain ContIG (SNP + PGS +
+burden; some people lack genotypes or burden data) and, with the same budget, the permuted-genetics
+ContIG control, SimCLR (image only) and random init → loss − chance of both ContIG runs on training and
+held-out people → embed every image with each encoder → feature GWAS of the people not pretrained on
+(PCA → covariate residuals → rank-INT → GWAS → loci matched one-to-one to truth.json), with the oracle
+ceiling (the same protocol on the true rendered traits) → downstream probes and early-stopped
+fine-tuning with counts and 95% bootstrap intervals, the heritability-free trait as negative control →
 ``report.json`` (every number) and ``report.html``.
 
 Each stage reuses a finished result in ``out`` (the biobank, the runs), so an interrupted demo continues.
+``out/demo.json`` records the settings and seed a folder was made with; a folder made with other
+settings or another seed (or by an older demo) is refused before anything runs, never silently reused.
 """
 
 from __future__ import annotations
@@ -24,16 +29,20 @@ import torch
 from contig.biobank import BiobankConfig, simulate_biobank
 from contig.dataset import ImageSettings, MultimodalDataset
 from contig.demo import downstream
-from contig.demo.baselines import random_encoder, train_simclr
-from contig.demo.feature_gwas import feature_gwas
+from contig.demo.baselines import AUGMENTATIONS, random_encoder, train_simclr
+from contig.demo.feature_gwas import feature_gwas, oracle_gwas
 from contig.demo.report import write_report
 from contig.demo.settings import FULL, QUICK, DemoSettings
 from contig.embed import embed_images, load_run
 from contig.genetic_inputs import GeneticInputsConfig
 from contig.pretrain import PretrainConfig, pretrain
+from genetics._atomic import atomic_write_text
+from imaging.errors import ImagingError
 
 log = logging.getLogger("contig.demo")
-METHODS = ("contig", "simclr", "random")
+METHODS = ("contig", "contig_permuted", "simclr", "random")
+ORACLE = "oracle"  # the same GWAS protocol on the true rendered traits: the ceiling
+CONTIG_RUNS = {"contig": False, "contig_permuted": True}  # run name → permute_genetics
 
 
 class _Clock:
@@ -62,14 +71,21 @@ def _biobank(out: Path, s: DemoSettings, seed: int, progress: bool) -> Path:
             image_size=s.image_size,
             seed=seed,
             split_fractions=s.split_fractions,
+            n_discovery=s.n_discovery,
+            major_variance=s.major_variance,
+            polygenic_scale=s.polygenic_scale,
+            render_calibration=s.render_calibration,
             progress=progress,
         )
         simulate_biobank(folder, config)
     return folder
 
 
-def _pretrain_contig(biobank: Path, out: Path, s: DemoSettings, seed: int, progress: bool) -> dict:
+def _pretrain_contig(
+    biobank: Path, out: Path, s: DemoSettings, seed: int, progress: bool, permute: bool = False
+) -> dict:
     config = PretrainConfig(
+        permute_genetics=permute,
         out=str(out),
         data=str(biobank),
         max_steps=s.pretrain_steps,
@@ -81,11 +97,37 @@ def _pretrain_contig(biobank: Path, out: Path, s: DemoSettings, seed: int, progr
         genetic=GeneticInputsConfig(max_snps=s.max_snps),
         seed=seed,
         log_every=max(1, s.pretrain_steps // 10),
-        eval_every=max(1, s.pretrain_steps // 3),
+        eval_every=max(1, s.pretrain_steps // 10),  # best.safetensors = early stopping on held-out loss
         checkpoint_every=0,
         progress=progress,
     )
     return pretrain(config, resume=True)
+
+
+STAMP = "demo.json"
+DEMO_FORMAT = 2  # bump when a stage's output changes meaning (2: calibrated biobank, controls)
+
+
+class DemoFolderError(ImagingError):
+    """``out`` holds a demo made with other settings, another seed or an older demo."""
+
+
+def _check_folder(out: Path, stamp: dict) -> None:
+    """Refuse to reuse a folder made differently; write the stamp into a new one."""
+    stamp = json.loads(json.dumps(stamp, default=str))  # as it reads back (tuples → lists)
+    path = out / STAMP
+    if path.is_file():
+        found = json.loads(path.read_text())
+        if found != stamp:
+            changed = sorted(k for k in stamp if found.get(k) != stamp[k]) or ["format"]
+            raise DemoFolderError(
+                f"{out}: holds a demo made with other {', '.join(changed)}; "
+                "give another --out or delete the folder"
+            )
+    elif any(out.iterdir()):
+        raise DemoFolderError(f"{out}: not empty and not a folder of this demo; give another --out")
+    else:
+        atomic_write_text(path, json.dumps(stamp, indent=2, default=str))
 
 
 def run_demo(
@@ -101,6 +143,7 @@ def run_demo(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     s = settings or (QUICK if quick else FULL)
+    _check_folder(out, {"format": DEMO_FORMAT, "seed": seed, "settings": asdict(s)})
     clock = _Clock()
     torch.manual_seed(seed)
     with clock("simulate"):
@@ -108,9 +151,12 @@ def run_demo(
     truth = json.loads((biobank / "truth.json").read_text())
     labels = downstream.read_image_table(biobank, "downstream/labels.parquet")
 
-    with clock("pretrain_contig"):
-        trained = _pretrain_contig(biobank, out / "runs" / "contig", s, seed, progress)
-    run = load_run(out / "runs" / "contig")
+    trained, runs = {}, {}
+    for name, permute in CONTIG_RUNS.items():
+        with clock(f"pretrain_{name}"):
+            trained[name] = _pretrain_contig(biobank, out / "runs" / name, s, seed, progress, permute)
+        runs[name] = load_run(out / "runs" / name)
+    run = runs["contig"]
     train_images = MultimodalDataset(
         labels[labels["split"] == "train"].reset_index(drop=True), ImageSettings()
     )
@@ -121,7 +167,7 @@ def run_demo(
             s.lr, seed, progress,
         )  # fmt: skip
     encoders = {
-        "contig": run.model.image_tower,
+        **{name: loaded.model.image_tower for name, loaded in runs.items()},
         "simclr": simclr,
         "random": random_encoder(s.image_encoder, in_chans, seed),
     }
@@ -139,6 +185,10 @@ def run_demo(
             gwas[method] = feature_gwas(
                 held_out, biobank, out / "gwas" / method, truth, s.feature_pcs, progress=progress
             )
+        gwas_people = per_person["contig"].loc[~per_person["contig"]["IID"].isin(pretrained_people), "IID"]
+        gwas[ORACLE] = oracle_gwas(
+            biobank, gwas_people, out / "gwas" / ORACLE, truth, s.feature_pcs, progress=progress
+        )
 
     with clock("downstream"):
         results = downstream.evaluate(labels, per_image, encoders, biobank, s, seed, progress)
@@ -148,9 +198,14 @@ def run_demo(
         "settings": {**asdict(s), "quick": quick, "seed": seed},
         "cohort": _cohort(biobank, truth, run, labels),
         "pretraining": {
-            "contig": {k: v for k, v in trained.items() if k != "last"} | {"last": trained.get("last", {})},
+            **{
+                name: {k: v for k, v in summary.items() if k != "evaluation"}
+                for name, summary in trained.items()
+            },
             "simclr_steps": s.pretrain_steps,
         },
+        "alignment": {name: summary.get("evaluation") for name, summary in trained.items()},
+        "augmentations": AUGMENTATIONS,
         "loci": gwas["contig"].loci,
         "loci_by_method": {m: g.loci for m, g in gwas.items()},
         "feature_pcs_explained_variance": {m: g.explained_variance for m, g in gwas.items()},

@@ -26,6 +26,7 @@ class DemoSettings:
         major_variance, polygenic_scale, render_calibration: the synthetic biobank's demo calibration, so
             that planted variants are findable by the GWAS people and every trait shows in the pictures
             (``BiobankConfig`` fields of the same names; docs/synthetic_biobank.md, "Demo calibration").
+        n_discovery: people of the biobank's separate PGS discovery cohort.
     """
 
     n_individuals: int
@@ -46,6 +47,7 @@ class DemoSettings:
     finetune_eval_every: int = 10
     finetune_patience: int = 5
     min_positives: int = 10
+    n_discovery: int = 2_000
 
 
 FULL = DemoSettings(

@@ -24,7 +24,9 @@ TINY = DemoSettings(
     fractions=(0.1, 1.0),
     finetune_steps=2,
     n_boot=50,
+    n_discovery=300,
 )
+METHODS = {"contig", "contig_permuted", "simclr", "random"}
 
 
 @pytest.fixture(scope="module")
@@ -42,11 +44,12 @@ def test_report_holds_loci_and_downstream_intervals_per_method_and_fraction(demo
     assert saved["loci"]["planted"] == len(planted) > 0
     assert 0 <= saved["loci"]["recovered"] <= saved["loci"]["planted"] and saved["loci"]["false"] >= 0
     assert set(saved["loci"]["recovered_ids"]) <= {v["ID"] for v in planted}
-    assert set(saved["loci_by_method"]) == {"contig", "simclr", "random"}
+    assert set(saved["loci_by_method"]) == METHODS | {"oracle"}
+    assert saved["loci_by_method"]["oracle"]["n_people"] == saved["loci"]["n_people"]  # the same people
     for task, protocols in (("glaucoma_suspect", ["linear", "finetune"]), ("grade", ["linear"])):
         for protocol in protocols:
             cells = saved["downstream"][task][protocol]
-            assert set(cells) == {"contig", "simclr", "random"}
+            assert set(cells) == METHODS
             for method in cells.values():
                 assert set(method) == {"0.1", "1"}
                 for cell in method.values():
@@ -54,6 +57,29 @@ def test_report_holds_loci_and_downstream_intervals_per_method_and_fraction(demo
                         assert cell["low"] <= cell["value"] <= cell["high"]
     rows = pd.read_parquet(out / "downstream.parquet")
     assert rows["n_train"][rows["fraction"] == 0.1].max() < rows["n_train"][rows["fraction"] == 1.0].min()
+
+
+def test_report_holds_loss_minus_chance_of_contig_and_its_permuted_control(demo):
+    out, report = demo
+    assert set(report["alignment"]) == {"contig", "contig_permuted"}
+    for name, evaluation in report["alignment"].items():
+        assert evaluation["permute_genetics"] == (name == "contig_permuted")
+        held_out = evaluation["splits"]["val"]
+        assert {"snp", "pgs"} <= set(held_out)
+        for entry in held_out.values():
+            assert entry["excess"] == pytest.approx(entry["loss"] - entry["chance"])
+    page = (out / "report.html").read_text()
+    assert "held-out: loss − chance" in page and "contig_permuted" in page
+
+
+def test_a_folder_of_another_seed_is_refused_before_anything_runs(demo):
+    from contig.demo.pipeline import DemoFolderError
+
+    out, _ = demo
+    before = sorted(p.name for p in out.iterdir())
+    with pytest.raises(DemoFolderError, match="seed"):
+        run_demo(out, seed=1, progress=False, settings=TINY)
+    assert sorted(p.name for p in out.iterdir()) == before
 
 
 def test_report_html_embeds_plots_and_the_loci_counts(demo):

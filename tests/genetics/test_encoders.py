@@ -173,3 +173,21 @@ def test_mlp_encoder_is_an_nn_module_with_interface():
     assert callable(encoder.forward_features)
     with pytest.raises(ValueError, match="at least one layer"):
         MLPEncoder(6, hidden_sizes=(), sparse_input=True)
+
+
+def test_input_dropout_drops_inputs_in_training_only():
+    import torch
+
+    from genetics.encoders import MLPEncoder
+
+    torch.manual_seed(0)
+    plain = MLPEncoder(50, hidden_sizes=(), out_features=4)
+    dropped = MLPEncoder(50, hidden_sizes=(), out_features=4, input_dropout=0.9)
+    dropped.blocks[1].load_state_dict(plain.blocks[0].state_dict())
+    x = torch.randn(8, 50)
+    dropped.eval()
+    torch.testing.assert_close(dropped(x), plain(x))
+    dropped.train()
+    assert not torch.allclose(dropped(x), plain(x))
+    with pytest.raises(ValueError, match="dense"):
+        MLPEncoder(50, hidden_sizes=(8,), input_dropout=0.5, sparse_input=True)
