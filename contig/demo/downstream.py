@@ -122,7 +122,8 @@ def fraction_counts(
     min_positives: int,
 ) -> dict[float, dict]:
     """Per label fraction: the ``COUNT_COLUMNS`` of the people it draws (as the benchmark harness draws them)
-    and ``skipped`` = the reason it is refused (None when it can be scored)."""
+    and ``skipped`` = why it is refused, e.g. "1 positive / 12 negative of 13 training people (need >= 10
+    of each)" (None when it can be scored)."""
     test = person_counts(test_ids, test_y)
     out = {}
     for fraction in fractions:
@@ -143,7 +144,7 @@ def fraction_counts(
             "n_test_positive": test["positive"],
             "train_class_counts": train["classes"],
             "test_class_counts": test["classes"],
-            "skipped": f"refused: {'; '.join(short)} (need >= {min_positives} of each)" if short else None,
+            "skipped": f"{'; '.join(short)} (need >= {min_positives} of each)" if short else None,
             "_n_train": int(rows.size),
         }
     return out
@@ -185,7 +186,7 @@ def evaluate(
         scored = [f for f, plan in plans[task].items() if plan["skipped"] is None]
         for fraction, plan in plans[task].items():
             if plan["skipped"]:
-                log.info("downstream %s at %g%% labels: %s", task, 100 * fraction, plan["skipped"])
+                log.info("downstream %s at %g%% labels refused: %s", task, 100 * fraction, plan["skipped"])
         frame = benchmark_features(
             features, y, ids, test, kind, task=task, fractions=scored, seeds=(seed,), n_boot=s.n_boot,
             probe_c=PROBE_C,

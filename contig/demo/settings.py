@@ -60,12 +60,14 @@ FULL = DemoSettings(
     lr=2e-3,
     max_snps=2_000,
     feature_pcs=10,
-    fractions=(0.01, 0.1, 1.0),
-    finetune_steps=30,
+    fractions=(0.01, 0.1, 0.25, 1.0),  # glaucoma: 1, 8, 19, 77 suspects among the drawn training people
+    finetune_steps=100,
     n_boot=1_000,
     major_variance=0.12,
     polygenic_scale=0.25,
     render_calibration="demo",
+    finetune_eval_every=10,
+    finetune_patience=3,
 )
 
 QUICK = DemoSettings(
@@ -79,9 +81,11 @@ QUICK = DemoSettings(
     max_snps=500,
     feature_pcs=5,
     fractions=(0.01, 0.1, 1.0),
-    finetune_steps=15,
+    finetune_steps=40,
     n_boot=200,
     major_variance=0.2,
     polygenic_scale=0.25,
     render_calibration="demo",
+    finetune_eval_every=5,
+    finetune_patience=3,
 )

@@ -108,7 +108,7 @@ def test_fractions_with_too_few_positives_are_refused_with_their_counts(results)
     assert by_fraction["n_train_people"].to_dict() == {0.1: 10, 0.5: 50, 1.0: 100}
     assert (glaucoma["n_test_people"] == 60).all() and (glaucoma["n_test_positive"] == 15).all()
     assert by_fraction.loc[0.1, "skipped"] == (
-        "refused: 3 positive / 7 negative of 10 training people (need >= 10 of each)"
+        "3 positive / 7 negative of 10 training people (need >= 10 of each)"
     )
     refused = glaucoma[glaucoma["fraction"] == 0.1]
     assert refused["value"].isna().all() and set(refused["method"]) == {"contig", "confounded", "random"}
@@ -174,7 +174,7 @@ def test_summary_holds_counts_refusals_fine_tuning_and_gains_for_any_methods(res
     linear = summary["glaucoma_suspect"]["linear"]
     assert set(linear) == {"contig", "confounded", "random"} and set(linear["contig"]) == {"0.1", "0.5", "1"}
     refused = linear["contig"]["0.1"]
-    assert refused["value"] is None and refused["skipped"].startswith("refused: 3 positive / 7 negative")
+    assert refused["value"] is None and refused["skipped"].startswith("3 positive / 7 negative")
     assert linear["contig"]["1"]["n_train_positive"] == 30 and linear["contig"]["1"]["n_test_positive"] == 15
     tuned = summary["glaucoma_suspect"]["finetune"]["random"]["1"]
     assert {"steps_trained", "best_step", "val_metric"} <= set(tuned)
