@@ -233,12 +233,15 @@ def _with_counts(
     ]
     columns = ["task", "method", "protocol", "fraction", "seed", "metric", "value", "low", "high"]
     refused = pd.DataFrame.from_records(refused, columns=[*columns, "n_train", "n_test"])
-    out = pd.concat([f for f in (frame, refused) if f is not None and len(f)], ignore_index=True)
-    if out.empty:
-        return out
+    parts = [f for f in (frame, refused) if f is not None and len(f)]
+    if not parts:
+        return pd.DataFrame(columns=[*columns, "n_train", "n_test", *COUNT_COLUMNS])
+    out = pd.concat(parts, ignore_index=True)
     for column in COUNT_COLUMNS:
         out[column] = [plan[float(f)][column] for f in out["fraction"]]
-    return out.sort_values(["method", "fraction", "metric"], kind="stable").reset_index(drop=True)
+    order = {method: k for k, method in enumerate(methods)}  # the caller's method order, then fraction
+    key = lambda c: c.map(order) if c.name == "method" else c  # noqa: E731
+    return out.sort_values(["method", "fraction", "metric"], key=key, kind="stable").reset_index(drop=True)
 
 
 def _finetune(

@@ -199,3 +199,17 @@ def test_docstring_examples_run():
     import doctest
 
     assert doctest.testmod(downstream).failed == 0
+
+
+def test_methods_keep_the_callers_order_and_fine_tuning_is_optional(biobank, results):
+    assert list(downstream.summary(results)["glaucoma_suspect"]["linear"]) == [
+        "contig",
+        "confounded",
+        "random",
+    ]
+    labels = downstream.read_image_table(biobank, "downstream/labels.parquet")
+    rng = np.random.default_rng(4)
+    features = pd.DataFrame(rng.normal(size=(len(labels), 3)), columns=["feat_0", "feat_1", "feat_2"])
+    rows = downstream.evaluate(labels, {"only": features}, {}, biobank, SETTINGS, seed=0, progress=False)
+    assert "finetune" not in set(rows["protocol"]) and set(rows["method"]) == {"only"}
+    assert downstream.GAIN_TASK not in set(rows["task"])  # no random init: no gain to report
