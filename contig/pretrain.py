@@ -2,8 +2,9 @@
 
 The run directory holds ``config.yaml`` (resolved), ``inputs/`` (the genetic modalities built with the
 training people's statistics), ``metrics.csv``, ``last``/``best`` safetensors checkpoints, the log and
-``evaluation.json``: the best checkpoint's loss − chance per modality with 95% intervals, for training and
-held-out people (:mod:`contig.evaluation`). Every training row carries the chance level of its batch
+``evaluation.json``: the best checkpoint's loss − chance per modality with 95% intervals, for the people
+of every split of the split table (training, validation, and e.g. test people, who were never trained
+on nor used to pick the checkpoint; :mod:`contig.evaluation`). Every training row carries the chance level of its batch
 (``chance``) and every evaluation its held-out ``val_excess`` per modality.
 
 ``genetic.permute=true`` trains the permuted-genetics control: each training person's genetic record is
@@ -296,9 +297,11 @@ def prepare_pretraining(config: PretrainConfig) -> PretrainParts:
     codes = {iid: i for i, iid in enumerate(pd.unique(manifest["IID"]))}
     train = MultimodalDataset(train_images, ImageSettings(settings.columns, augment=config.augment))
     val = MultimodalDataset(val_images, settings) if len(val_images) else None
-    evaluation = {config.train_split: MultimodalDataset(train_images, settings)} | (
-        {config.val_split: val} if val is not None else {}
-    )
+    evaluation = {config.train_split: MultimodalDataset(train_images, settings)}
+    for split in sorted(set(splits["split"]) - {config.train_split}):  # val, and e.g. test: never trained on
+        images = _images_of(manifest, splits, split)
+        if len(images):
+            evaluation[split] = MultimodalDataset(images, settings)
     in_chans = train[0]["image"].shape[0]
     torch.manual_seed(config.seed)
     model = build_model(config, record.num_features, in_chans)
@@ -363,11 +366,11 @@ def evaluate_run(parts: PretrainParts, collate: CodedCollate, config: PretrainCo
         )
         result["splits"][split] = summarise_excess(terms, config.eval_boot, config.seed)
     splits = result["splits"]
-    if config.train_split in splits and config.val_split in splits:
-        result["memorisation_gap"] = {  # held-out excess minus training excess, per modality
-            m: splits[config.val_split][m]["excess"] - splits[config.train_split][m]["excess"]
-            for m in splits[config.val_split]
-            if m in splits[config.train_split]
-        }
+    train = splits.get(config.train_split, {})
+    result["memorisation_gap"] = {  # per held-out split and modality: its excess minus training excess
+        split: {m: entry["excess"] - train[m]["excess"] for m, entry in values.items() if m in train}
+        for split, values in splits.items()
+        if split != config.train_split
+    }
     atomic_write_text(run / EVALUATION_FILE, json.dumps(result, indent=2))
     return result

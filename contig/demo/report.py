@@ -66,14 +66,17 @@ def _interval(entry: dict) -> str:
     return f"{entry['excess']:+.3f} [{low:+.3f}, {high:+.3f}]"
 
 
-def alignment_table(alignment: dict) -> pd.DataFrame:
-    """Runs × modalities: loss − chance (95% CI) on training and held-out people, and the gap."""
+def alignment_table(alignment: dict, held_out_split: str = "test") -> pd.DataFrame:
+    """Runs × modalities: loss − chance (95% CI) on training and held-out people (``held_out_split``,
+    else ``val``), and the gap (validation − training)."""
     rows = []
     for run, evaluation in alignment.items():
         if not evaluation:
             continue
         splits = evaluation["splits"]
-        train, held_out = splits.get("train", {}), splits.get("val", {})
+        name = held_out_split if held_out_split in splits else "val"
+        train, held_out = splits.get("train", {}), splits.get(name, {})
+        gap = evaluation.get("memorisation_gap", {}).get(name, {})
         for modality, entry in held_out.items():
             rows.append(
                 [
@@ -83,7 +86,7 @@ def alignment_table(alignment: dict) -> pd.DataFrame:
                     f"{entry['chance']:.3f}",
                     _interval(train[modality]) if modality in train else "–",
                     _interval(entry),
-                    f"{evaluation.get('memorisation_gap', {}).get(modality, float('nan')):+.3f}",
+                    f"{gap.get(modality, float('nan')):+.3f}",
                 ]
             )
     columns = ["run", "modality", "held-out people", "chance", "train: loss − chance", "held-out: loss − chance",

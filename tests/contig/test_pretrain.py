@@ -141,14 +141,17 @@ def test_run_reports_loss_minus_chance_for_training_and_held_out_people(run_dir)
     import json
 
     evaluation = json.loads((run_dir / "evaluation.json").read_text())
-    assert set(evaluation["splits"]) == {"train", "val"} and evaluation["weights"] == "best.safetensors"
+    assert (
+        set(evaluation["splits"]) == {"train", "val", "test"} and evaluation["weights"] == "best.safetensors"
+    )
     for split in evaluation["splits"].values():
         for modality in ("snp", "pgs"):
             row = split[modality]
             low, high = row["excess_ci"]
             assert low <= row["excess"] <= high and row["people"] >= 2
             assert row["loss"] - row["chance"] == pytest.approx(row["excess"])
-    assert set(evaluation["memorisation_gap"]) >= {"snp", "pgs"}
+    assert set(evaluation["memorisation_gap"]) == {"val", "test"}
+    assert set(evaluation["memorisation_gap"]["test"]) >= {"snp", "pgs"}
 
 
 def test_permuted_control_changes_genetics_only(tiny_biobank, tmp_path):
