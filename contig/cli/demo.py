@@ -19,18 +19,27 @@ Examples:
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def command(out: str, quick: bool, seed: int, quiet: bool) -> None:
-    """Simulate a biobank, pretrain ContIG, GWAS its features, benchmark downstream; write report.html.
+    """Simulate a biobank, pretrain ContIG beside its controls, GWAS the features, benchmark downstream.
 
-    simulate → pretrain (SNP, PGS, burden; some people missing some) → embed → PCA → covariate
-    residuals → rank-INT → GWAS → loci vs truth.json → linear probe and fine-tuning at 1/10/100% labels
-    for ContIG, an image-only SimCLR with the same budget and random init → report.html + report.json.
-    Re-running with the same --out reuses finished stages.
+    simulate → pretrain ContIG (SNP, PGS, burden; some people missing some) and, with the same budget,
+    ContIG on permuted genetics and an image-only SimCLR (plus random init) → loss − chance on training
+    and held-out people → embed → PCA → covariate residuals → rank-INT → GWAS → loci matched one-to-one to
+    truth.json, against the oracle (the true traits) → linear probes and early-stopped fine-tuning at
+    label fractions → report.html + report.json. Re-running with the same --out and settings reuses
+    finished stages; a folder made with another seed or size is refused.
     """
     from contig.demo import run_demo
 
     report = run_demo(out, quick=quick, seed=seed, progress=not quiet)
-    loci = report["loci"]
-    click.echo(
-        f"loci: {loci['recovered']}/{loci['planted']} planted variants recovered, {loci['false']} other loci; "
-        f"report: {out}/report.html"
-    )
+    for name, evaluation in report["alignment"].items():
+        held_out = evaluation["splits"].get("test", evaluation["splits"].get("val", {}))
+        terms = ", ".join(
+            f"{m} {v['excess']:+.3f} [{v['excess_ci'][0]:+.3f}, {v['excess_ci'][1]:+.3f}]"
+            for m, v in held_out.items()
+        )
+        click.echo(f"{name}: held-out loss − chance {terms}")
+    for name, loci in report["loci_by_method"].items():
+        click.echo(
+            f"loci of {name}: {loci['recovered']}/{loci['planted']} planted variants, {loci['false']} false"
+        )
+    click.echo(f"report: {out}/report.html")
