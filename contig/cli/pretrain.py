@@ -14,6 +14,7 @@ Examples:
   contig pretrain --data biobank --out runs/contig --epochs 10
   contig pretrain --config contig.yaml image_encoder=resnet50 'genetic.modalities=[pgs,burden]'
   contig pretrain --data biobank --out runs/contig loss=sigmoid loss_mode=inner alpha=0.5
+  contig pretrain --data biobank --out runs/permuted permute_genetics=true   # the control run
   contig pretrain --out runs/contig --resume          # continue an interrupted run
   torchrun --nproc-per-node 4 -m contig pretrain --config contig.yaml   # several GPUs
 """
@@ -26,7 +27,9 @@ def command(data, **kwargs) -> None:
     """Align an image encoder with SNP, PGS and burden encoders (any KEY=VALUE of the configuration).
 
     People missing a modality still train on the others; the run directory gets config.yaml,
-    inputs/ (genetic modalities with training statistics), metrics.csv and safetensors checkpoints.
+    inputs/ (genetic modalities with training statistics), metrics.csv, safetensors checkpoints and
+    evaluation.json (loss − chance per modality on training and held-out people, printed at the end).
+    permute_genetics=true trains the permuted-genetics control.
     """
     from contig.pretrain import PretrainConfig, pretrain
     from imaging.training.distributed import cleanup, init_distributed, is_main_process
@@ -51,3 +54,9 @@ def command(data, **kwargs) -> None:
         if best is not None
         else f"trained to step {result['step']}; run directory {Path(config.out)}"
     )
+    for split, modalities in result.get("evaluation", {}).get("splits", {}).items():
+        terms = ", ".join(
+            f"{m} {v['excess']:+.3f} [{v['excess_ci'][0]:+.3f}, {v['excess_ci'][1]:+.3f}]"
+            for m, v in modalities.items()
+        )
+        click.echo(f"loss − chance, {split} people (95% CI): {terms}")
