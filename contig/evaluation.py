@@ -12,6 +12,12 @@ whose batch means are exactly :func:`contig.losses.contrastive_loss` and
 people, with a percentile-bootstrap 95% interval over people (batches fixed). A held-out interval below 0
 means the model pairs unseen people's images with their own genetics better than chance; the same
 figure on training people, minus the held-out one, measures memorisation.
+
+The collapsed-embedding chance is a floor for a model that knows nothing only if its embeddings are
+collapsed: spread-out embeddings unrelated to genetics score *above* it (the log-sum-exp of varied
+logits exceeds that of equal ones). So a method is also compared with its permuted-genetics control
+person by person (:func:`paired_difference`): both runs are evaluated on the same seeded batches, so
+the per-person difference of their losses has a paired bootstrap interval.
 """
 
 from __future__ import annotations
@@ -158,3 +164,23 @@ def validation_metrics(terms: pd.DataFrame, prefix: str = "val") -> dict[str, fl
     metrics = {f"{prefix}_{column}": float(means[column].mean()) for column in ("loss", "chance", "excess")}
     metrics |= {f"{prefix}_excess_{name}": float(value) for name, value in means["excess"].items()}
     return metrics
+
+
+def paired_difference(
+    terms: pd.DataFrame, control: pd.DataFrame, n_boot: int = 1_000, seed: int = 0
+) -> dict[str, dict]:
+    """Per modality: mean over people of (loss − control's loss) on the same people and batches, with a
+    paired 95% bootstrap interval; ``terms``/``control`` as :func:`contrastive_evaluation` returns."""
+    both = terms.merge(
+        control, on=["IID", "modality", "batch"], suffixes=("", "_control"), validate="one_to_one"
+    )
+    out = {}
+    for name, group in both.groupby("modality", sort=False):
+        difference = (group["loss"] - group["loss_control"]).to_numpy()
+        low, high = bootstrap_mean_interval(difference, n_boot, seed)
+        out[str(name)] = {
+            "people": int(len(group)),
+            "difference": float(difference.mean()),
+            "ci": [low, high],
+        }
+    return out

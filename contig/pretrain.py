@@ -2,7 +2,8 @@
 
 The run directory holds ``config.yaml`` (resolved), ``inputs/`` (the genetic modalities built with the
 training people's statistics), ``metrics.csv``, ``last``/``best`` safetensors checkpoints, the log and
-``evaluation.json``: the best checkpoint's loss − chance per modality with 95% intervals, for the people
+``evaluation.json`` (+ ``evaluation_terms.parquet``, per person): the best checkpoint's loss − chance per
+modality with 95% intervals, for the people
 of every split of the split table (training, validation, and e.g. test people, who were never trained
 on nor used to pick the checkpoint; :mod:`contig.evaluation`). Every training row carries the chance level of its batch
 (``chance``) and every evaluation its held-out ``val_excess`` per modality.
@@ -44,7 +45,7 @@ from contig.evaluation import contrastive_evaluation, summarise_excess, validati
 from contig.genetic_inputs import GeneticInputsConfig, build_genetic_inputs, open_genetic_record
 from contig.losses import chance_level, contrastive_loss
 from contig.model import ContIG, TowerSpec
-from genetics._atomic import atomic_write_text
+from genetics._atomic import atomic_path, atomic_write_text
 from genetics.record import GeneticRecord
 from imaging.errors import ImagingError
 from imaging.training import checkpoint as ckpt
@@ -53,6 +54,7 @@ from imaging.training.config import TrainingConfig
 
 INPUTS_DIR = "inputs"
 EVALUATION_FILE = "evaluation.json"
+EVALUATION_TERMS = "evaluation_terms.parquet"  # one row per split, person and modality
 
 
 @dataclass
@@ -363,11 +365,15 @@ def evaluate_run(parts: PretrainParts, collate: CodedCollate, config: PretrainCo
     if weights.is_file():
         ckpt.load_weights(parts.model, weights)
     result: dict = {"weights": weights.name, "permute_genetics": config.permute_genetics, "splits": {}}
+    frames = []
     for split, dataset in parts.evaluation.items():
         terms = contrastive_evaluation(
             parts.model, dataset, collate, config.batch_size, config.alpha, config.seed
         )
         result["splits"][split] = summarise_excess(terms, config.eval_boot, config.seed)
+        frames.append(terms.assign(split=split))
+    with atomic_path(run / EVALUATION_TERMS) as tmp:
+        pd.concat(frames, ignore_index=True).to_parquet(tmp, index=False)
     splits = result["splits"]
     train = splits.get(config.train_split, {})
     result["memorisation_gap"] = {  # per held-out split and modality: its excess minus training excess

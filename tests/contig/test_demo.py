@@ -68,8 +68,12 @@ def test_report_holds_loss_minus_chance_of_contig_and_its_permuted_control(demo)
         assert {"snp", "pgs"} <= set(held_out)
         for entry in held_out.values():
             assert entry["excess"] == pytest.approx(entry["loss"] - entry["chance"])
+    versus = report["alignment_vs_permuted"]
+    assert {"val", "test", "train"} <= set(versus) and {"snp", "pgs"} <= set(versus["test"])
+    for entry in versus["test"].values():
+        assert entry["ci"][0] <= entry["difference"] <= entry["ci"][1]
     page = (out / "report.html").read_text()
-    assert "held-out: loss − chance" in page and "contig_permuted" in page
+    assert "held-out: loss − chance" in page and "contig − contig_permuted (paired" in page
 
 
 def test_a_folder_of_another_seed_is_refused_before_anything_runs(demo):

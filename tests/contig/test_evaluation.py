@@ -12,6 +12,7 @@ import torch
 from contig.evaluation import (
     bootstrap_mean_interval,
     distinct_person_batches,
+    paired_difference,
     per_person_terms,
     summarise_excess,
     validation_metrics,
@@ -120,3 +121,18 @@ def test_summaries_and_interval_cover_the_mean():
     assert metrics["val_excess"] == pytest.approx((summary["snp"]["excess"] + summary["pgs"]["excess"]) / 2)
     assert set(metrics) == {"val_loss", "val_chance", "val_excess", "val_excess_snp", "val_excess_pgs"}
     assert bootstrap_mean_interval(np.ones(1)) != bootstrap_mean_interval(np.ones(1))  # nan for n < 2
+
+
+def test_paired_difference_compares_the_same_people_and_batches():
+    rng = np.random.default_rng(0)
+    base = pd.DataFrame(
+        {"IID": [f"p{i}" for i in range(100)], "modality": "snp", "batch": np.arange(100) // 10, "chance": 2.3}
+    )
+    control = base.assign(loss=rng.normal(2.4, 0.5, 100))
+    method = base.assign(loss=control["loss"] - 0.1 + rng.normal(0, 0.01, 100)).sample(frac=1, random_state=1)
+    result = paired_difference(method, control, n_boot=500)["snp"]
+    assert result["people"] == 100
+    assert result["difference"] == pytest.approx(-0.1, abs=0.005)
+    low, high = result["ci"]
+    assert low < -0.09 and high < 0  # paired: the person-to-person spread cancels
+    assert paired_difference(control, control)["snp"]["difference"] == 0.0
