@@ -15,7 +15,10 @@ Tasks from ``downstream/labels.parquet``:
   method's R² gain over random init there is what it gains without genetics. The rows of task
   ``GAIN_TASK`` hold, per method, the R² gain over ``random`` averaged over the heritable traits, on the
   heritability-free traits, and the difference of the two, with paired 95% bootstrap intervals (the same
-  resampled test people for both methods and both trait groups).
+  resampled test people for both methods and both trait groups). A method ``m`` that has a permuted-genetics
+  control ``m_permuted`` among the methods is also compared with it (task
+  ``probe_r2_gain_vs_m_permuted``): the same training with and without real genetics, so its gain is the
+  part genetics taught (random init also differs from ContIG in having had no training at all).
 
 **Label fractions that can be scored.** A label fraction draws people (all images of a person together;
 ``contig.benchmark.label_fraction_subset``: stratified by the person's worst label, nested across
@@ -71,6 +74,7 @@ PROBE_C = 0.05  # fixed L2 strength on standardised features: inner CV per fit c
 FINETUNE_LR, FINETUNE_BATCH = 5e-4, 32
 HEADLINE_METRIC = {"binary": "auroc", "ordinal": "qwk", "regression": "r2"}
 CONTROL = "random"  # the method every trait-probe gain is measured against
+PERMUTED_SUFFIX = "_permuted"  # "<method>_permuted" is <method> trained on permuted genetics: its own control
 GAIN_TASK = "probe_r2_gain_vs_random"
 GAIN_PROTOCOLS = ("heritable_mean", "heritability_free", "heritable_minus_free")
 COUNT_COLUMNS = [
@@ -332,6 +336,13 @@ def _trait_probes(
     frames = [pd.DataFrame.from_records(records)]
     if CONTROL in predictions:
         frames.append(_gains(y[test], predictions, names, h2, ids[test], s.n_boot, seed, n_train, n_test))
+    for control in [m for m in predictions if m.endswith(PERMUTED_SUFFIX)]:
+        method = control.removesuffix(PERMUTED_SUFFIX)
+        if method in predictions:  # the same training with real genetics vs permuted: the genetic part
+            pair = {method: predictions[method], control: predictions[control]}
+            frames.append(
+                _gains(y[test], pair, names, h2, ids[test], s.n_boot, seed, n_train, n_test, control=control)
+            )
     return frames
 
 
@@ -345,9 +356,11 @@ def _gains(
     seed: int,
     n_train: int,
     n_test: int,
+    control: str = CONTROL,
 ) -> pd.DataFrame:
-    """Per method ≠ ``CONTROL``: mean R² gain over heritable traits, gain on heritability-free traits, and
-    their difference, each with a paired bootstrap interval over test people (``groups``)."""
+    """Per method ≠ ``control``: mean R² gain over heritable traits, gain on heritability-free traits, and
+    their difference, each with a paired bootstrap interval over test people (``groups``); task
+    ``probe_r2_gain_vs_<control>``."""
     heritable = [k for k, t in enumerate(names) if h2.get(t, 0.0) > 0]
     free = [k for k, t in enumerate(names) if h2.get(t) == 0.0]
     groups_traits = {
@@ -377,14 +390,14 @@ def _gains(
     }
     records = []
     for method, prediction in predictions.items():
-        if method == CONTROL:
+        if method == control:
             continue
         for protocol, metric in metrics.items():
             value, low, high = bootstrap_ci(
-                metric, y, prediction, predictions[CONTROL], n_boot=n_boot, seed=seed, groups=groups
+                metric, y, prediction, predictions[control], n_boot=n_boot, seed=seed, groups=groups
             )
             records.append(
-                {"task": GAIN_TASK, "method": method, "protocol": protocol, "fraction": 1.0, "seed": seed,
+                {"task": f"probe_r2_gain_vs_{control}", "method": method, "protocol": protocol, "fraction": 1.0, "seed": seed,
                  "metric": "r2_gain", "value": value, "low": low, "high": high, "n_train": n_train,
                  "n_test": n_test, "traits": groups_traits[protocol]}
             )  # fmt: skip
@@ -400,7 +413,7 @@ def _r2_columns(y: np.ndarray, prediction: np.ndarray) -> np.ndarray:
 
 
 def _headline(task: str) -> str | None:
-    if task == GAIN_TASK:
+    if task.startswith("probe_r2_gain_vs_"):
         return "r2_gain"
     if task.startswith("trait:"):
         return HEADLINE_METRIC["regression"]

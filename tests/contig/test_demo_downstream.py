@@ -213,3 +213,17 @@ def test_methods_keep_the_callers_order_and_fine_tuning_is_optional(biobank, res
     rows = downstream.evaluate(labels, {"only": features}, {}, biobank, SETTINGS, seed=0, progress=False)
     assert "finetune" not in set(rows["protocol"]) and set(rows["method"]) == {"only"}
     assert downstream.GAIN_TASK not in set(rows["task"])  # no random init: no gain to report
+
+
+def test_a_permuted_control_gets_its_own_gain_rows():
+    from contig.demo.downstream import _gains
+
+    rng = np.random.default_rng(0)
+    y = rng.normal(size=(200, 2))  # column 0 heritable, column 1 heritability-free
+    learned = y + rng.normal(scale=[0.3, 1.0], size=y.shape)
+    permuted = y + rng.normal(scale=[1.0, 1.0], size=y.shape)
+    rows = _gains(y, {"contig": learned, "contig_permuted": permuted}, ["a", "b"], {"a": 0.4, "b": 0.0},
+                  np.arange(200), 200, 0, 100, 200, control="contig_permuted")  # fmt: skip
+    assert set(rows["task"]) == {"probe_r2_gain_vs_contig_permuted"} and set(rows["method"]) == {"contig"}
+    difference = rows.set_index("protocol").loc["heritable_minus_free"]
+    assert difference["low"] > 0
