@@ -41,7 +41,7 @@ EXPECTED = {
         "loci_comparison.csv",
         {"method", "n_people", "planted", "recovered", "false"},
         lambda t: (
-            list(t["method"]) == ["contig", "simclr", "random"]
+            list(t["method"]) == ["contig", "simclr", "random", "oracle"]
             and (t["planted"] > 0).all()
             and ((t["recovered"] >= 0) & (t["recovered"] <= t["planted"])).all()
         ),
