@@ -31,7 +31,7 @@ from contig.dataset import ImageSettings, MultimodalDataset
 from contig.demo import downstream
 from contig.demo.baselines import AUGMENTATIONS, random_encoder, train_simclr
 from contig.demo.feature_gwas import feature_gwas, oracle_gwas
-from contig.demo.report import write_report
+from contig.demo.report import checks, write_report
 from contig.demo.settings import FULL, QUICK, DemoSettings
 from contig.embed import embed_images, load_run
 from contig.evaluation import paired_difference
@@ -216,6 +216,7 @@ def run_demo(
         "timing_seconds": clock.seconds,
     }
     report["timing_seconds"]["total"] = round(sum(clock.seconds.values()), 2)
+    report["checks"] = checks(report).to_dict(orient="records")
     write_report(out, report, gwas, results)
     return report
 

@@ -76,6 +76,30 @@ def test_report_holds_loss_minus_chance_of_contig_and_its_permuted_control(demo)
     assert "held-out: loss − chance" in page and "contig − contig_permuted (paired" in page
 
 
+def test_checks_say_yes_or_no_with_evidence_for_every_claim(demo):
+    out, report = demo
+    claims = {row["check"]: row for row in report["checks"]}
+    assert len(claims) == 10 and {row["holds"] for row in claims.values()} <= {"yes", "no"}
+    versus_random = "probe R² gain over random: larger on heritable traits than on the h² = 0 trait"
+    cell = report["downstream"]["probe_r2_gain_vs_random"]["heritable_minus_free"]["contig"]["1"]
+    assert claims[versus_random]["holds"] == ("yes" if cell["low"] > 0 else "no")
+    assert "Does ContIG beat its controls?" in (out / "report.html").read_text()
+
+
+def test_a_check_fails_when_the_control_does_as_well():
+    from contig.demo.report import checks
+
+    entry = {"excess": -0.1, "excess_ci": [-0.2, 0.01], "people": 100, "loss": 4.0, "chance": 4.1}
+    loci = {"planted": 12, "false": 0, "n_people": 10, "recovered_ids": []}
+    report = {
+        "alignment": {"contig": {"splits": {"test": {"snp": entry}}}},
+        "loci_by_method": {"contig": loci | {"recovered": 4}, "random": loci | {"recovered": 4},
+                           "oracle": loci | {"recovered": 10}},
+    }  # fmt: skip
+    table = checks(report).set_index("check")["holds"]
+    assert (table == "no").all() and len(table) == 3
+
+
 def test_a_folder_of_another_seed_is_refused_before_anything_runs(demo):
     from contig.demo.pipeline import DemoFolderError
 
