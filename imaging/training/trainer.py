@@ -163,8 +163,9 @@ class Trainer:
                 generator=torch.Generator().manual_seed(cfg.seed * 100_003 + self.epoch),
             )
             for batch in loader:
-                if self._micro_in_window == 0:
-                    self._window_size = int(min(cfg.grad_accum_steps, self._micro_needed - self.micro_step))
+                if self._micro_in_window == 0:  # ≥ 1: a resumed micro count may run past the new target
+                    remaining = self._micro_needed - self.micro_step
+                    self._window_size = int(max(1, min(cfg.grad_accum_steps, remaining)))
                 self._micro_step(batch)
                 if self._micro_in_window == self._window_size:
                     self._optimizer_step()

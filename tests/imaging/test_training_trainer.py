@@ -230,3 +230,16 @@ def test_amp_and_channels_last_are_cuda_only():
     trainer = Trainer(make_model(), mse_loss, Regression(), config)
     assert trainer.device == torch.device("cpu")
     assert not trainer.use_amp and not trainer.channels_last and not trainer.scaler.is_enabled()
+
+
+def test_resume_with_a_smaller_batch_finishes(tmp_path):
+    # Stopped at step 7 with batches of 8 (16 samples into the second epoch of 40), continued to step 12 with
+    # batches of 2: the resumed micro-batch count (1 × 20 + 8) lies past max_steps × 1 and used to stall.
+    first = Trainer(
+        make_model(), mse_loss, Regression(), make_config(tmp_path, max_steps=7, checkpoint_every=7)
+    )
+    first.fit()
+    resumed = Trainer(make_model(), mse_loss, Regression(), make_config(tmp_path, max_steps=12, batch_size=2))
+    summary = resumed.fit(resume=True)
+    assert summary["step"] == 12
+    assert read_info(tmp_path / "last.safetensors")["step"] == 12
