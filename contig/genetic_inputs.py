@@ -13,10 +13,17 @@
 
 People without genotypes are absent from all three; absence is what the availability mask carries.
 Statistics come from the training people only and are stored, so ``contig embed``/``explain`` reuse them.
+
+``inputs.json`` records what the build was made from (:func:`fingerprint`: the biobank folder, the
+size and modification time of its genotype, PGS and burden files, the configuration and a digest of
+the training people). A completed build is reused only when all of these match; otherwise the build is
+refused with the differences named, so a run never trains on another data set's inputs.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 import os
 from collections.abc import Sequence
@@ -140,8 +147,16 @@ def build_genetic_inputs(
     """
     config = config or GeneticInputsConfig()
     folder, out = Path(folder), Path(out)
+    made_from = fingerprint(folder, train_iids, config)
     if (out / DONE_FILE).is_file():
-        return json.loads((out / DONE_FILE).read_text())
+        summary = json.loads((out / DONE_FILE).read_text())
+        differs = sorted(k for k in made_from if summary.get("made_from", {}).get(k) != made_from[k])
+        if differs:
+            raise GeneticsError(
+                f"{out}: genetic inputs were built from another {', '.join(differs)}; "
+                "use a new output folder (or delete this one to rebuild)"
+            )
+        return summary
     out.mkdir(parents=True, exist_ok=True)
     fileset = PlinkFileset(folder / "genotypes")
     train = set(map(str, train_iids))
@@ -152,6 +167,7 @@ def build_genetic_inputs(
             "genetic statistics need at least 10"
         )
     summary: dict = {"modalities": list(config.modalities), "train_genotyped": int(train_rows.size)}
+    summary["made_from"] = made_from
     if "snp" in config.modalities:
         summary["snp"] = _snp(fileset, train_rows, config, out)
     if "pgs" in config.modalities:
@@ -160,6 +176,21 @@ def build_genetic_inputs(
         summary["burden"] = _burden(fileset, folder, train, config, out)
     atomic_write_text(out / DONE_FILE, json.dumps(summary, indent=2))
     return summary
+
+
+def fingerprint(folder: Path, train_iids: Sequence[str], config: GeneticInputsConfig) -> dict:
+    """What a build depends on: ``data`` (folder), ``files`` (size and mtime of each input file),
+    ``config`` (the settings) and ``train_people`` (SHA-256 of the sorted training IIDs)."""
+    inputs = [folder / f"genotypes.{ext}" for ext in ("bed", "bim", "fam")]
+    inputs += sorted((folder / "pgs").glob("*.txt*")) + sorted((folder / "burden").glob("*"))
+    files = {
+        str(path.relative_to(folder)): [path.stat().st_size, path.stat().st_mtime_ns]
+        for path in inputs
+        if path.is_file()
+    }
+    people = hashlib.sha256("\n".join(sorted(map(str, train_iids))).encode()).hexdigest()
+    settings = json.loads(json.dumps(dataclasses.asdict(config), default=list))
+    return {"data": str(folder.resolve()), "files": files, "config": settings, "train_people": people}
 
 
 def open_genetic_record(inputs: str | os.PathLike) -> GeneticRecord:

@@ -75,3 +75,16 @@ def test_genetic_inputs_use_training_statistics_and_leave_missing_people_absent(
     train_rows = scores[scores["IID"].isin(set(train))].drop(columns="IID").to_numpy(np.float64)
     np.testing.assert_allclose(train_rows.mean(0), 0.0, atol=1e-5)
     np.testing.assert_allclose(train_rows.std(0), 1.0, atol=1e-4)
+
+
+def test_genetic_inputs_of_other_settings_or_people_are_refused_not_reused(tiny_biobank, tmp_path):
+    from genetics.errors import GeneticsError
+
+    people = pd.read_csv(tiny_biobank / "genotypes.fam", sep=r"\s+", header=None, dtype=str)[1].tolist()
+    config = GeneticInputsConfig(modalities=("snp", "pgs"), max_snps=50)
+    first = build_genetic_inputs(tiny_biobank, tmp_path / "inputs", people[:40], config)
+    assert build_genetic_inputs(tiny_biobank, tmp_path / "inputs", people[:40], config) == first
+    with pytest.raises(GeneticsError, match="another config"):
+        build_genetic_inputs(tiny_biobank, tmp_path / "inputs", people[:40], GeneticInputsConfig(max_snps=60))
+    with pytest.raises(GeneticsError, match="another train_people"):
+        build_genetic_inputs(tiny_biobank, tmp_path / "inputs", people[:30], config)
