@@ -75,16 +75,32 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {' '.join(str(exc).split())}"
 
 
+def process_umask() -> int:
+    """The process umask, read without changing it (Linux ``/proc``; elsewhere set and restored)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
-def _atomic_target(target: Path, suffix: str) -> Iterator[Path]:
-    """Yield a temporary sibling of ``target`` ending in ``suffix``; rename it onto ``target`` on success."""
+def atomic_target(target: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
+    """Yield a temporary sibling of ``target`` ending in ``suffix``; on success it gets the permissions a
+    plain ``open()`` would give (0o666 minus the umask) and is renamed onto ``target``; on failure it is
+    removed. The one atomic writer of the imaging package."""
+    target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=f".tmp{suffix}", dir=target.parent)
     os.close(fd)
     tmp = Path(name)
     try:
         yield tmp
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; results are meant to be shared
+        os.chmod(tmp, 0o666 & ~process_umask())  # mkstemp creates 0600; results are meant to be shared
         os.replace(tmp, target)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -158,7 +174,7 @@ def write_png(path: str | os.PathLike, array: np.ndarray) -> None:
         )
     array = np.ascontiguousarray(array)
     image = Image.fromarray(array)
-    with _atomic_target(path, ".png") as tmp:
+    with atomic_target(path, ".png") as tmp:
         image.save(tmp, format="PNG")
 
 
@@ -264,5 +280,5 @@ def write_nifti(
     image.set_qform(affine, code=1)
     image.set_sform(affine, code=1)
     suffix = ".nii.gz" if path.name.lower().endswith(".nii.gz") else ".nii"
-    with _atomic_target(path, suffix) as tmp:
+    with atomic_target(path, suffix) as tmp:
         nib.save(image, tmp)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,7 @@ import pandas as pd
 import torch
 
 from imaging.errors import ImagingError
-from imaging.io import write_png
+from imaging.io import atomic_target, write_png
 from imaging.mil.data import load_images
 from imaging.mil.interact import attend
 from imaging.mil.model import PatchMIL
@@ -171,15 +170,8 @@ def image_record(
 def write_json(path: str | os.PathLike, record: Mapping[str, Any]) -> Path:
     """Write a JSON record atomically (temporary sibling + rename)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            json.dump(record, handle, indent=1)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_target(path) as tmp, open(tmp, "w") as handle:
+        json.dump(record, handle, indent=1)
     return path
 
 

@@ -28,7 +28,6 @@ on the attention (0 drops a patch), which is how a user decides which regions th
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +37,7 @@ import yaml
 from torch import nn
 
 from imaging.errors import ImagingError
+from imaging.io import atomic_target
 from imaging.mil.data import region_coverage
 from imaging.registry import Registry, create_encoder
 
@@ -335,15 +335,8 @@ MODEL_FILE = "model.yaml"
 def save_model_config(model: PatchMIL, run_dir: str | os.PathLike) -> Path:
     """Write the model's constructor arguments to ``RUN/model.yaml`` (atomically)."""
     path = Path(run_dir) / MODEL_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            yaml.safe_dump(dict(model.config), handle, sort_keys=False)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_target(path) as tmp, open(tmp, "w") as handle:
+        yaml.safe_dump(dict(model.config), handle, sort_keys=False)
     return path
 
 

@@ -30,6 +30,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from imaging.errors import ImagingError
+from imaging.io import process_umask
 from imaging.training.distributed import unwrap_model
 
 LAST = "last.safetensors"
@@ -229,7 +230,9 @@ def _write_files(payloads: list[tuple]) -> list[Path]:
             save_file(tensors, str(tmp), metadata=meta)
             with open(tmp, "rb") as handle:
                 os.fsync(handle.fileno())
+        mode = 0o666 & ~process_umask()  # safetensors writes 0600; results are meant to be shared
         for tmp, path in temps:
+            os.chmod(tmp, mode)
             os.replace(tmp, path)
     finally:
         for tmp, _ in temps:

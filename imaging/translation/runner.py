@@ -17,7 +17,6 @@ Synthetic volumes are meant for puzzle pretraining only (Taleb et al. 2021), nev
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -29,7 +28,7 @@ import yaml
 from torch import nn
 
 from imaging.errors import ImagingError
-from imaging.io import read_volume, write_nifti
+from imaging.io import atomic_target, read_volume, write_nifti
 from imaging.puzzle.data import modality_columns, read_manifest, standardize_channels
 from imaging.translation.models import create_translation_model
 
@@ -41,10 +40,8 @@ def save_model_config(run_dir: str | os.PathLike, spec: Mapping[str, Any]) -> Pa
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     path = run_dir / MODEL_FILE
-    fd, tmp = tempfile.mkstemp(prefix=f".{MODEL_FILE}.", suffix=".tmp", dir=run_dir)
-    with os.fdopen(fd, "w") as handle:
+    with atomic_target(path) as tmp, open(tmp, "w") as handle:  # a failure leaves no temporary file
         yaml.safe_dump(dict(spec), handle, sort_keys=False)
-    os.replace(tmp, path)
     return path
 
 
@@ -129,15 +126,8 @@ def _absolute(root: Path, value: Any) -> str | None:
 
 
 def _write_parquet(table: pd.DataFrame, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_target(path) as tmp:
         table.to_parquet(tmp, index=False)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def make_eval_fn(data: torch.utils.data.Dataset, batch_size: int = 4):
