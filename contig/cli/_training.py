@@ -86,6 +86,15 @@ def training_options(function: Callable) -> Callable:
     return function
 
 
+# Settings a resumed run may change: how long, how often it logs and saves, where it runs, the batch size
+# (the trainer continues the data order approximately). Anything else would make config.yaml describe a
+# run that was not trained that way.
+RESUMABLE = frozenset(
+    {"out", "max_steps", "epochs", "log_every", "eval_every", "checkpoint_every", "device", "progress",
+     "num_workers", "tensorboard", "batch_size", "amp", "amp_dtype", "channels_last", "eval_boot"}
+)  # fmt: skip
+
+
 def resolve_training_config(cls: type[T], kwargs: dict[str, Any]) -> T:
     """Build ``cls`` from the flags in ``kwargs``: defaults → ``--config`` (or, with ``--resume``, the run
     directory's ``config.yaml``) → ``KEY=VALUE`` overrides → explicit flags.
@@ -94,26 +103,44 @@ def resolve_training_config(cls: type[T], kwargs: dict[str, Any]) -> T:
         click.ClickException: a one-line reason for a bad file, key or value.
     """
     try:
-        config = _base_config(cls, kwargs)
-        config = apply_overrides(config, kwargs.get("overrides") or ())
+        base = _base_config(cls, kwargs)
+        config = apply_overrides(base, kwargs.get("overrides") or ())
         flags = [
             f"{field}={kwargs[flag]}" for flag, field in FLAG_FIELDS.items() if kwargs.get(flag) is not None
         ]
-        return apply_overrides(config, flags)
+        config = apply_overrides(config, flags)
     except ConfigError as error:
         raise click.ClickException(" ".join(str(error).split())) from None
+    if kwargs.get("resume") and not kwargs.get("config_path") and _saved_path(cls, kwargs) is not None:
+        changed = [
+            f.name
+            for f in dataclasses.fields(config)  # type: ignore[arg-type]
+            if f.name not in RESUMABLE and getattr(config, f.name) != getattr(base, f.name)
+        ]
+        if changed:
+            error = click.ClickException(
+                f"--resume continues the run as it was configured; {', '.join(changed)} would change what "
+                f"was trained (only {', '.join(sorted(RESUMABLE - {'out'}))} may change): "
+                "start a new --out to train with other settings"
+            )
+            error.exit_code = 2  # bad usage, found before anything runs
+            raise error
+    return config
 
 
 def _base_config(cls: type[T], kwargs: dict[str, Any]) -> T:
     if kwargs.get("config_path"):
         return load_config(kwargs["config_path"], cls)
-    if kwargs.get("resume"):
-        from_overrides = [o.partition("=")[2] for o in kwargs.get("overrides") or () if o.startswith("out=")]
-        out = kwargs.get("out") or (from_overrides[-1] if from_overrides else _default_out(cls))
-        saved = Path(out) / "config.yaml" if out else None
-        if saved is not None and saved.is_file():
-            return load_config(saved, cls)
-    return from_dict(cls, {})
+    saved = _saved_path(cls, kwargs) if kwargs.get("resume") else None
+    return load_config(saved, cls) if saved is not None else from_dict(cls, {})
+
+
+def _saved_path(cls: type, kwargs: dict[str, Any]) -> Path | None:
+    """The ``config.yaml`` of the run directory a ``--resume`` continues, if there is one."""
+    from_overrides = [o.partition("=")[2] for o in kwargs.get("overrides") or () if o.startswith("out=")]
+    out = kwargs.get("out") or (from_overrides[-1] if from_overrides else _default_out(cls))
+    saved = Path(out) / "config.yaml" if out else None
+    return saved if saved is not None and saved.is_file() else None
 
 
 def _default_out(cls: type) -> str | None:

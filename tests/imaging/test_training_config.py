@@ -227,3 +227,13 @@ def test_cli_resume_reads_the_run_config_and_bad_overrides_fail_in_one_line(tmp_
     assert (
         "unknown key 'lrr' at 'optim'" in result.output and "valid keys: betas, lr, schedule" in result.output
     )
+
+
+def test_cli_resume_refuses_settings_that_would_change_what_was_trained(tmp_path):
+    run = tmp_path / "run"
+    save_resolved(apply_overrides(PretrainConfig(), ["lr=0.5", f"out={run}"]), run / "config.yaml")
+    result = CliRunner().invoke(_train, ["--out", str(run), "--resume", "lr=0.01", "--seed", "3"])
+    assert result.exit_code == 2 and result.output.strip().count("\n") == 0
+    assert "seed, lr would change what was trained" in result.output and "new --out" in result.output
+    fine = CliRunner().invoke(_train, ["--out", str(run), "--resume", "--batch-size", "4", "log_every=5"])
+    assert fine.exit_code == 0, fine.output
