@@ -38,6 +38,7 @@ from contig.dataset import (
     ImageSettings,
     MultimodalCollate,
     MultimodalDataset,
+    check_images,
     image_settings_for,
     read_manifest,
 )
@@ -46,8 +47,10 @@ from contig.genetic_inputs import GeneticInputsConfig, build_genetic_inputs, ope
 from contig.losses import chance_level, contrastive_loss
 from contig.model import ContIG, TowerSpec
 from genetics._atomic import atomic_path, atomic_write_text
+from genetics.encoders import list_encoders as list_genetic_encoders
 from genetics.record import GeneticRecord
 from imaging.errors import ImagingError
+from imaging.registry import is_encoder as is_image_encoder
 from imaging.training import checkpoint as ckpt
 from imaging.training import distributed as D
 from imaging.training.config import TrainingConfig
@@ -278,11 +281,28 @@ class PretrainParts:
     evaluation: dict[str, MultimodalDataset]
 
 
+def _check_before_training(config: PretrainConfig, manifest: pd.DataFrame, splits: pd.DataFrame) -> None:
+    """What would otherwise fail minutes in: encoder names, and every image the run reads."""
+    if not is_image_encoder(config.image_encoder):
+        raise ImagingError(
+            f"image_encoder={config.image_encoder!r} is neither a contig encoder nor a timm model; "
+            "see imaging.list_encoders() or timm.list_models()"
+        )
+    unknown = sorted(set(config.towers.values()) - set(list_genetic_encoders()))
+    if unknown:
+        raise ImagingError(
+            f"towers: unknown genetic encoder(s) {unknown}; choose from {list_genetic_encoders()}"
+        )
+    used = set(splits.loc[splits["split"].isin([config.train_split, config.val_split]), "IID"])
+    check_images(manifest[manifest["IID"].isin(used)], image_settings_for(manifest).columns)
+
+
 def prepare_pretraining(config: PretrainConfig) -> PretrainParts:
     """Build (or reuse) the genetic inputs and assemble datasets, collate and model."""
     data, run = Path(config.data), Path(config.out)
     manifest = read_manifest(data / "manifest.parquet")
     splits = person_splits(config)
+    _check_before_training(config, manifest, splits)
     train_people = splits.loc[splits["split"] == config.train_split, "IID"]
     if D.is_main_process():
         inputs = build_genetic_inputs(data, run / INPUTS_DIR, train_people, config.genetic)

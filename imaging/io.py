@@ -110,6 +110,36 @@ def atomic_target(target: str | os.PathLike, suffix: str = "") -> Iterator[Path]
 # ----------------------------------------------------------------------------------------------- 2D images
 
 
+def image_file_problem(path: str | os.PathLike) -> str | None:
+    """A fast check of one image or volume file before training (no full decode): it exists, is not
+    empty, and its header opens (pillow ``verify``; NIfTI header, and for ``.nii`` the file holds all the
+    voxels the header promises). Returns the one-line problem, or None."""
+    path = Path(path)
+    try:
+        if _is_nifti(path):
+            _check_readable(path, "volume")
+            image = nib.load(path)
+            header = image.header
+            if path.suffix == ".nii":
+                needed = (
+                    int(header["vox_offset"])
+                    + int(np.prod(header.get_data_shape())) * header.get_data_dtype().itemsize
+                )
+                if path.stat().st_size < needed:
+                    return f"{path}: truncated NIfTI ({path.stat().st_size} of {needed} bytes); re-export or re-copy it"
+        else:
+            _check_readable(path, "image")
+            with Image.open(path) as image:
+                image.verify()
+    except ImageFormatError as exc:
+        return str(exc)
+    except _DECODE_ERRORS as exc:
+        return (
+            f"{path}: not a readable image, truncated or corrupt ({_describe(exc)}); re-export or re-copy it"
+        )
+    return None
+
+
 def read_image(path: str | os.PathLike) -> np.ndarray:
     """Read a 2D image (PNG, JPEG, TIFF, BMP, ... anything pillow decodes).
 

@@ -82,6 +82,17 @@ def create_encoder(name: str, **kwargs: Any):
     return ENCODERS.create(name, **kwargs)
 
 
+def is_encoder(name: str) -> bool:
+    """Whether :func:`create_encoder` knows ``name`` (a registered encoder or a timm model), without
+    building it."""
+    _load_builtins()
+    if ENCODERS.get(name) is not None:
+        return True
+    from imaging.encoders_2d import is_timm_model
+
+    return is_timm_model(name)
+
+
 def list_encoders(timm_models: bool = False) -> list[str]:
     """Registered encoder names (plus every timm model name when ``timm_models``)."""
     _load_builtins()

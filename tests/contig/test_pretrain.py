@@ -181,3 +181,24 @@ def test_permuted_control_changes_genetics_only(tiny_biobank, tmp_path):
     assert moved > len(a["iids"])  # most people receive someone else's record
     again = parts(True).collate(items)
     assert all(torch.equal(again["genetics"][m], b["genetics"][m]) for m in b["genetics"])
+
+
+def test_bad_images_and_unknown_encoders_fail_before_anything_is_built(tiny_biobank, tmp_path):
+    import shutil
+
+    from imaging.errors import ImagingError
+
+    data = tmp_path / "data"
+    shutil.copytree(tiny_biobank, data)
+    manifest = pd.read_parquet(data / "manifest.parquet")
+    broken = [data / manifest["image"].iloc[0], data / manifest["image"].iloc[1]]
+    broken[0].write_bytes(broken[0].read_bytes()[:40])  # truncated PNG
+    broken[1].unlink()
+    out = tmp_path / "run"
+    with pytest.raises(ImagingError, match="2 of .* image files") as error:  # the CLI exits 2 on ImagingError
+        _pretrain(data, out)
+    assert broken[0].name in str(error.value) and "does not exist" in str(error.value)
+    assert not (out / "inputs").exists()  # found before the genetic inputs were built
+    with pytest.raises(ImagingError, match="resnet51"):
+        _pretrain(tiny_biobank, tmp_path / "run2", "image_encoder=resnet51")
+    assert not (tmp_path / "run2" / "inputs").exists()
