@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -24,7 +26,7 @@ import pandas as pd
 import torch
 
 from imaging.errors import ImagingError
-from imaging.io import atomic_target, write_png
+from imaging.io import atomic_target, image_file_problem, process_umask, write_png
 from imaging.mil.data import load_images
 from imaging.mil.interact import attend
 from imaging.mil.model import PatchMIL
@@ -200,14 +202,41 @@ def predict_images(
     soft: bool = False,
     region_name: str | None = None,
 ) -> pd.DataFrame:
-    """Predict every image, writing ``NAME_heatmap.png``, ``NAME.json`` and ``predictions.csv`` to ``out``.
+    """Predict every image, writing ``NAME_heatmap.png``, ``NAME.json`` and ``predictions.csv`` to ``out``:
+    every image is checked first, and the files appear in ``out`` only once all of them are written.
 
     With a ``region`` (H, W) (non-zero = inside, resized to each image), attention is edited by
     ``mode`` (include/exclude) and both the edited and the unedited predictions are written.
     Returns the predictions table (image, prob[, prob_unedited]; one prob_c column per class with C ≥ 2).
     """
+    problems = [problem for problem in map(image_file_problem, paths) if problem]
+    if problems:  # before any output: a bad image never leaves half a prediction folder
+        raise ImagingError(
+            f"{len(problems)} of {len(paths)} images cannot be read: " + "; ".join(problems[:5])
+        )
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".predict-", dir=out))  # moved into ``out`` only when complete
+    try:
+        table = _predict_into(model, paths, staging, region, mode, threshold, soft, region_name)
+        for file in sorted(staging.iterdir()):
+            os.chmod(file, 0o666 & ~process_umask())
+            os.replace(file, out / file.name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return table
+
+
+def _predict_into(
+    model: PatchMIL,
+    paths: list[Path],
+    out: Path,
+    region: np.ndarray | None,
+    mode: str,
+    threshold: float,
+    soft: bool,
+    region_name: str | None,
+) -> pd.DataFrame:
     model.eval()
     device = next(model.parameters()).device
     rows = []
@@ -241,9 +270,7 @@ def predict_images(
         write_overlay(out / f"{path.stem}_heatmap.png", raws[0], first["heatmap"], boxes, keep)
         rows.append(_row(path.name, first["prob"], None if original is None else original["prob"]))
     table = pd.DataFrame(rows)
-    tmp = out / ".predictions.csv.tmp"
-    table.to_csv(tmp, index=False)
-    os.replace(tmp, out / "predictions.csv")
+    table.to_csv(out / "predictions.csv", index=False)
     return table
 
 

@@ -116,3 +116,18 @@ def test_predict_usage_errors(trained, tmp_path):
     assert result.exit_code != 0 and "holds no images" in result.output
     no_data = CliRunner().invoke(command, ["train", "--out", str(tmp_path / "r"), "--max-steps", "1"])
     assert no_data.exit_code != 0 and "--data" in no_data.output
+
+
+def test_predict_with_a_corrupt_image_writes_nothing(trained, tmp_path):
+    import shutil
+
+    images = tmp_path / "images"
+    shutil.copytree(trained["images"], images)
+    corrupt = sorted(images.iterdir())[5]
+    corrupt.write_bytes(corrupt.read_bytes()[:30])
+    out = tmp_path / "pred"
+    result = _predict(trained["run"], images, out)
+    assert result.exit_code != 0 and corrupt.name in result.output
+    assert not out.exists() or not any(out.iterdir())  # no heatmaps, no JSON, no partial table
+    _ok(_predict(trained["run"], trained["images"], out))
+    assert sorted(p.name for p in out.iterdir() if p.name.startswith(".")) == []  # no staging left
