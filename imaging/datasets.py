@@ -32,7 +32,7 @@ import torch
 from torch.utils.data import Dataset
 
 from imaging.errors import ImageFormatError, ImagingError
-from imaging.io import read_image
+from imaging.io import read_image, spatial_shape
 from imaging.volumes import crop_or_pad, load_volume, normalize_intensity, resize_2d
 
 SUFFIXES = {3: (".nii.gz", ".nii"), 2: (".png", ".jpg", ".jpeg")}
@@ -47,6 +47,21 @@ class ImageRecord:
     id: str
     paths: tuple[Path, ...]
     label: Path | None = None
+
+
+def _check_label_shapes(records: Sequence[ImageRecord]) -> None:
+    """Every label has its image's stored shape (file headers only), checked before any resampling,
+    cropping or padding could hide a mismatch; all mismatches are reported at once."""
+    problems = []
+    for record in records:
+        stored, image_stored = spatial_shape(record.label), spatial_shape(record.paths[0])
+        if stored != image_stored:
+            problems.append(f"{record.label}: label shape {stored} differs from its image's {image_stored}")
+    if problems:
+        more = f"; … and {len(problems) - 3} more" if len(problems) > 3 else ""
+        raise ImageFormatError(
+            "; ".join(problems[:3]) + more + "; check that labels and images belong together"
+        )
 
 
 class ImageFolderDataset(Dataset):
@@ -99,6 +114,7 @@ class ImageFolderDataset(Dataset):
                     f"{len(missing)} item(s) have no label file (e.g. {', '.join(missing[:5])}); "
                     "add their masks or open the folder with with_labels=False"
                 )
+            _check_label_shapes(self.records)
 
     def __len__(self) -> int:
         return len(self.records)

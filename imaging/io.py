@@ -140,6 +140,16 @@ def image_file_problem(path: str | os.PathLike) -> str | None:
     return None
 
 
+def spatial_shape(path: str | os.PathLike) -> tuple[int, ...]:
+    """The stored spatial shape from the file header alone: (H, W) of a 2D image, (D, H, W) of a volume
+    (the first three NIfTI axes, before any resampling)."""
+    path = Path(path)
+    if _is_nifti(path):
+        return tuple(int(v) for v in nib.load(path).shape[:3])
+    with Image.open(path) as image:
+        return (int(image.height), int(image.width))
+
+
 def read_image(path: str | os.PathLike) -> np.ndarray:
     """Read a 2D image (PNG, JPEG, TIFF, BMP, ... anything pillow decodes).
 

@@ -155,3 +155,16 @@ def test_bad_folders(tmp_path):
     (tmp_path / "acorrupt.nii").unlink()
     with pytest.raises(ImagingError, match="no label file"):
         open_image_folder(tmp_path, with_labels=True)
+
+
+@pytest.mark.parametrize("size", [None, (16, 16)])
+def test_a_label_of_another_shape_is_an_error_even_when_resizing_would_hide_it(tmp_path, size):
+    from imaging.datasets import ImageFolderDataset, ImageRecord
+    from imaging.errors import ImageFormatError
+    from imaging.io import write_png
+
+    write_png(tmp_path / "a.png", np.zeros((32, 32), np.uint8))
+    write_png(tmp_path / "a_label.png", np.zeros((30, 32), np.uint8))
+    record = ImageRecord("a", (tmp_path / "a.png",), tmp_path / "a_label.png")
+    with pytest.raises(ImageFormatError, match=r"label shape \(30, 32\) differs from its image's \(32, 32\)"):
+        ImageFolderDataset([record], dim=2, modalities=["x"], size=size, with_labels=True)
