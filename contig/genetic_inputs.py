@@ -128,8 +128,18 @@ def _burden(
     frame.insert(0, "IID", result.samples["IID"].astype(str).to_numpy())
     samples_file = burden / "samples.txt"
     if samples_file.is_file():  # people without exome data are absent, not zero
-        listed = pd.read_csv(samples_file, sep=r"\s+", header=None, dtype=str).iloc[:, -1]
-        frame = frame[frame["IID"].isin(set(listed))]
+        listed = {line.split()[-1] for line in samples_file.read_text().splitlines() if line.strip()}
+        if not listed:
+            raise GeneticsError(
+                f"{samples_file}: lists nobody; list the IIDs with exome data (one per line) or drop 'burden' "
+                "from genetic.modalities"
+            )
+        frame = frame[frame["IID"].isin(listed)]
+        if frame.empty:
+            raise GeneticsError(
+                f"{samples_file}: none of its {len(listed)} IIDs is in {fileset.fam_path}; "
+                "check that both files use the same IIDs"
+            )
     table = _standardise(frame, list(frame.columns[1:]), train)
     _write_parquet(table, out / "burden.parquet")
     return {"columns": len(table.columns) - 1, "people": len(table)}

@@ -88,3 +88,19 @@ def test_genetic_inputs_of_other_settings_or_people_are_refused_not_reused(tiny_
         build_genetic_inputs(tiny_biobank, tmp_path / "inputs", people[:40], GeneticInputsConfig(max_snps=60))
     with pytest.raises(GeneticsError, match="another train_people"):
         build_genetic_inputs(tiny_biobank, tmp_path / "inputs", people[:30], config)
+
+
+@pytest.mark.parametrize("content, message", [("", "lists nobody"), ("X1\nX2\n", "none of its 2 IIDs")])
+def test_useless_burden_sample_lists_name_the_file(tiny_biobank, tmp_path, content, message):
+    import shutil
+
+    from genetics.errors import GeneticsError
+
+    data = tmp_path / "data"
+    shutil.copytree(tiny_biobank, data)
+    (data / "burden" / "samples.txt").write_text(content)
+    people = pd.read_csv(data / "genotypes.fam", sep=r"\s+", header=None, dtype=str)[1].tolist()
+    config = GeneticInputsConfig(modalities=("burden",), burden_aaf_bins=(0.05,))
+    with pytest.raises(GeneticsError, match=f"samples.txt: {message}"):
+        build_genetic_inputs(data, tmp_path / "inputs", people[:40], config)
+    assert not (tmp_path / "inputs" / "inputs.json").exists()
