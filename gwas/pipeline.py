@@ -141,6 +141,10 @@ def plot_run(run: GwasRun, fileset: PlinkFileset, summary: pd.DataFrame, out: Pa
             files["manhattan_combined"],
             title=f"smallest P over {len(run.phenotype_names)} phenotypes (per variant)",
         )
+    written = {Path(path).name for path in files.values()}
+    for stale in [*out.glob("manhattan_*.png"), *out.glob("qq_*.png")]:
+        if stale.name not in written:  # an earlier run's plot would read as this run's
+            stale.unlink()
     return files
 
 

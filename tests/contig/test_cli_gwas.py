@@ -203,3 +203,17 @@ def test_phenotype_explained_by_covariates_is_skipped(data, tmp_path):
     assert result.exit_code == 0
     sumstats = pd.read_parquet(tmp_path / "e" / "sumstats.parquet")
     assert "age_again" not in set(sumstats["phenotype"]) and np.isfinite(sumstats["LOG10_P"]).any()
+
+
+def test_a_rerun_into_the_same_folder_leaves_no_plot_of_the_earlier_run(data, tmp_path):
+    out = tmp_path / "gwas"
+    assert _gwas(data, out).exit_code == 0
+    before = {p.name for p in out.glob("*.png")}
+    first = sorted(n for n in before if n.startswith("qq_"))[0].removeprefix("qq_").removesuffix(".png")
+    others = [
+        n.removeprefix("qq_").removesuffix(".png") for n in before if n.startswith("qq_") and first not in n
+    ]
+    assert others, before
+    assert _gwas(data, out, "--pheno-name", first).exit_code == 0
+    after = {p.name for p in out.glob("*.png")}
+    assert f"qq_{first}.png" in after and not any(other in name for other in others for name in after)
