@@ -8,6 +8,7 @@ exit status (2 for typed input errors, 1 for usage errors).
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 
 import click
@@ -67,18 +68,49 @@ def cli() -> None:
     """Self-supervised learning on medical images together with genetics."""
 
 
+DEBUG_VARIABLE = "CONTIG_DEBUG"  # set to 1 for the full traceback of any failure
+
+
 def main(argv: list[str] | None = None) -> None:
-    """Entry point of the console script."""
+    """Entry point of the console script: one convention for every command.
+
+    Bad input or usage (a checked error, a usage mistake, a file the user can fix: missing, read-only,
+    disk full) prints one ``error: ...`` line and exits 2; anything else is an internal failure: one
+    ``internal error: ...`` line and exit 1. ``CONTIG_DEBUG=1`` re-raises with the traceback instead.
+    """
+    debug = os.environ.get(DEBUG_VARIABLE, "") not in ("", "0")
     try:
         cli.main(args=argv, prog_name="contig", standalone_mode=False)
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
         sys.exit(130)
-    except click.ClickException as error:
-        error.show()
-        sys.exit(error.exit_code)
-    except (GeneticsError, ImagingError) as error:
-        click.echo(f"error: {error}", err=True)
-        sys.exit(2)
     except click.exceptions.Exit as done:
         sys.exit(done.exit_code)
+    except click.UsageError as error:
+        error.show()
+        sys.exit(2)
+    except click.ClickException as error:
+        _fail(f"error: {' '.join(error.format_message().split())}", 2, debug)
+    except (GeneticsError, ImagingError) as error:
+        _fail(f"error: {error}", 2, debug)
+    except OSError as error:  # a folder that is read-only, a full disk, a path that vanished
+        where = f"{error.filename}: " if error.filename else ""
+        _fail(
+            f"error: {where}{error.strerror or error}; check the path, its permissions and free space",
+            2,
+            debug,
+        )
+    except Exception as error:  # noqa: BLE001 - the last line of defence, traceback on request
+        _fail(
+            f"internal error: {type(error).__name__}: {' '.join(str(error).split())} "
+            f"(run with {DEBUG_VARIABLE}=1 for the traceback and report it)",
+            1,
+            debug,
+        )
+
+
+def _fail(message: str, code: int, debug: bool) -> None:
+    if debug:
+        raise
+    click.echo(message, err=True)
+    sys.exit(code)
