@@ -21,7 +21,7 @@ Examples:
   contig demo --out demo-out          # the whole pipeline on the built-in synthetic biobank
   contig pretrain --data biobank --out runs/contig
   contig embed --run runs/contig --manifest biobank/manifest.parquet --out features.parquet
-  contig benchmark --config benchmark.yaml --data biobank --out runs/bench
+  contig benchmark --config examples/benchmark.yaml --data biobank --out runs/bench
   contig ssl --task rotation --dim 3 --data volumes/ --out runs/rot --max-steps 1000
   contig finetune --pretrained runs/rot --task segment --data msd-task/ --label-fraction 0.1 --out runs/ft
   contig gwas --bfile geno --pheno features.parquet --covar covar.tsv --out gwas-out

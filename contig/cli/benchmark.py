@@ -12,8 +12,8 @@ from imaging.training.config import ConfigError, apply_overrides, from_dict, loa
 
 EPILOG = """\b
 Examples:
-  contig benchmark --config benchmark.yaml --out runs/bench
-  contig benchmark --config benchmark.yaml --out runs/quick fractions=[0.1,1.0] seeds=[0] n_boot=200
+  contig benchmark --config examples/benchmark.yaml --out runs/bench
+  contig benchmark --config examples/benchmark.yaml --out runs/quick fractions=[0.1,1.0] seeds=[0] n_boot=200
   contig benchmark --data biobank --out runs/bench protocols=[linear,knn] 'methods=[{source: "random:resnet18"}, {name: contig, source: "features:embed/features.parquet"}]'
 
 \b

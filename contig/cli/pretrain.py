@@ -12,11 +12,11 @@ EPILOG = """\b
 Examples:
   contig simulate --out biobank
   contig pretrain --data biobank --out runs/contig --epochs 10
-  contig pretrain --config contig.yaml image_encoder=resnet50 'genetic.modalities=[pgs,burden]'
+  contig pretrain --config examples/contig.yaml image_encoder=resnet50 'genetic.modalities=[pgs,burden]'
   contig pretrain --data biobank --out runs/contig loss=sigmoid loss_mode=inner alpha=0.5
   contig pretrain --data biobank --out runs/permuted permute_genetics=true   # the control run
   contig pretrain --out runs/contig --resume          # continue an interrupted run
-  torchrun --nproc-per-node 4 -m contig pretrain --config contig.yaml   # several GPUs
+  torchrun --nproc-per-node 4 -m contig pretrain --config examples/contig.yaml   # several GPUs
 """
 
 
