@@ -61,7 +61,9 @@ class GeneticInputsConfig:
     def __post_init__(self) -> None:
         unknown = [m for m in self.modalities if m not in MODALITIES]
         if unknown or not self.modalities:
-            raise ValueError(f"modalities must be a non-empty subset of {MODALITIES}, got {self.modalities}")
+            raise GeneticsError(
+                f"genetic.modalities must be a non-empty subset of {list(MODALITIES)}; got {list(self.modalities)}"
+            )
 
 
 def _standardise(frame: pd.DataFrame, columns: list[str], train_iids: set[str]) -> pd.DataFrame:

@@ -33,6 +33,11 @@ def command(run_dir, manifest, out, split, batch_size, num_workers, device, quie
     people = None
     if split is not None:
         splits = person_splits(load_run(run_dir).config)
+        if split not in set(splits["split"]):
+            raise click.BadParameter(
+                f"{split!r} is not a split of the run's table; its splits are {sorted(set(splits['split']))}",
+                param_hint="--split",
+            )
         people = set(splits.loc[splits["split"] == split, "IID"])
     per_person, per_image = embed_run(
         run_dir,

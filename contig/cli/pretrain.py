@@ -37,6 +37,10 @@ def command(data, **kwargs) -> None:
     if data is not None:
         kwargs["overrides"] = (f"data={data}", *(kwargs.get("overrides") or ()))
     config = resolve_training_config(PretrainConfig, kwargs)
+    if kwargs["resume"] and not (Path(config.out) / "config.yaml").is_file() and not data:
+        raise click.UsageError(
+            f"{config.out}: no run to resume (no config.yaml there); check --out, or start a run with --data"
+        )
     if not config.data:
         raise click.UsageError("give the biobank folder with --data DIR (or data=DIR)")
     init_distributed()

@@ -51,3 +51,14 @@ def test_internal_failures_exit_1_and_show_the_traceback_on_request(monkeypatch,
     monkeypatch.setenv("CONTIG_DEBUG", "1")
     with pytest.raises(ZeroDivisionError):
         main(["demo", "--out", "x"])
+
+
+def test_resuming_a_folder_without_a_run_says_so(tmp_path, capsys):
+    code, err = _run(["pretrain", "--out", str(tmp_path / "nothing"), "--resume"], capsys)
+    assert code == 2 and "no run to resume" in err
+
+
+def test_an_unknown_modality_is_one_line(tmp_path, capsys):
+    code, err = _run(["pretrain", "--data", str(tmp_path), "--out", str(tmp_path / "r"),
+                      "genetic.modalities=[snp,exome]"], capsys)  # fmt: skip
+    assert code == 2 and "exome" in err and err.count("\n") == 1 and "Traceback" not in err

@@ -202,3 +202,10 @@ def test_bad_images_and_unknown_encoders_fail_before_anything_is_built(tiny_biob
     with pytest.raises(ImagingError, match="resnet51"):
         _pretrain(tiny_biobank, tmp_path / "run2", "image_encoder=resnet51")
     assert not (tmp_path / "run2" / "inputs").exists()
+
+
+def test_embed_of_an_unknown_split_lists_the_splits(run_dir, tmp_path, tiny_biobank):
+    args = ["embed", "--run", str(run_dir), "--manifest", str(tiny_biobank / "manifest.parquet"),
+            "--out", str(tmp_path / "f.parquet"), "--split", "tset"]  # fmt: skip
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 2 and "'tset' is not a split" in result.output and "test" in result.output
