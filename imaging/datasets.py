@@ -32,7 +32,7 @@ import torch
 from torch.utils.data import Dataset
 
 from imaging.errors import ImageFormatError, ImagingError
-from imaging.io import read_image, spatial_shape
+from imaging.io import image_file_problem, read_image, spatial_shape
 from imaging.volumes import crop_or_pad, load_volume, normalize_intensity, resize_2d
 
 SUFFIXES = {3: (".nii.gz", ".nii"), 2: (".png", ".jpg", ".jpeg")}
@@ -47,6 +47,19 @@ class ImageRecord:
     id: str
     paths: tuple[Path, ...]
     label: Path | None = None
+
+
+def _check_files(records: Sequence[ImageRecord], with_labels: bool) -> None:
+    """Every image (and label) file exists and its header opens, before anything trains; all problems
+    are reported at once (``imaging.io.image_file_problem``: about 0.2 ms a file)."""
+    paths = [path for record in records for path in record.paths]
+    paths += [record.label for record in records if with_labels and record.label is not None]
+    problems = [problem for problem in map(image_file_problem, paths) if problem]
+    if problems:
+        more = f"; … and {len(problems) - 5} more" if len(problems) > 5 else ""
+        raise ImageFormatError(
+            f"{len(problems)} of {len(paths)} files cannot be used: " + "; ".join(problems[:5]) + more
+        )
 
 
 def _check_label_shapes(records: Sequence[ImageRecord]) -> None:
@@ -107,6 +120,7 @@ class ImageFolderDataset(Dataset):
         self.class_names = None if class_names is None else list(class_names)
         self.layout, self.cache = layout, cache
         self._cache: dict[int, tuple[np.ndarray, np.ndarray | None]] = {}
+        _check_files(self.records, with_labels)
         if with_labels:
             missing = [record.id for record in self.records if record.label is None]
             if missing:

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch.utils.data import Dataset
 
 from imaging.errors import ImageFormatError, ImagingError
-from imaging.io import read_image
+from imaging.io import image_file_problem, read_image, spatial_shape
 
 
 def region_coverage(
@@ -126,6 +126,31 @@ class MILFolderDataset(Dataset):
         self.labels = labels.to_numpy(dtype=np.int64)
         self.names = [Path(p).stem for p in table[image_col].astype(str)]
         self.num_classes, self.flip = num_classes, flip
+        self._check_files()
+
+    def _check_files(self) -> None:
+        """Before anything trains: every image and mask opens, and every mask has its image's size (file
+        headers only); all problems are reported at once, each naming the file."""
+        problems = [problem for problem in map(image_file_problem, self.images) if problem]
+        for image, mask in zip(self.images, self.masks, strict=True):
+            if mask is None:
+                continue
+            problem = image_file_problem(mask)
+            if (
+                problem is None
+                and image_file_problem(image) is None
+                and spatial_shape(mask) != spatial_shape(image)
+            ):
+                problem = (
+                    f"{mask}: mask is {spatial_shape(mask)} but its image {image} is {spatial_shape(image)}"
+                )
+            if problem:
+                problems.append(problem)
+        if problems:
+            more = f"; … and {len(problems) - 5} more" if len(problems) > 5 else ""
+            raise ImageFormatError(
+                f"{self.csv}: {len(problems)} file problem(s): " + "; ".join(problems[:5]) + more
+            )
 
     @staticmethod
     def _resolve(root: Path, path: str) -> Path:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -94,3 +95,20 @@ def test_attention_mil_guidance_term_is_a_cross_entropy():
     loss = attention_guidance_loss(attention, targets, torch.tensor([True, True]), "attention")
     expected = -0.5 * (torch.log(attention[0, 1]) + torch.log(attention[0, 2]))
     torch.testing.assert_close(loss, expected)
+
+
+def test_bad_images_and_masks_are_found_when_the_dataset_is_opened(tmp_path):
+    import pandas as pd
+
+    from imaging.errors import ImageFormatError
+    from imaging.io import write_png
+
+    csv = simulate_bitewings(tmp_path / "bw", n=6, height=32, width=64, seed=0)
+    table = pd.read_csv(csv, dtype=str, keep_default_na=False)
+    image = csv.parent / table["image"].iloc[1]
+    image.write_bytes(image.read_bytes()[:20])
+    masked = table[table["mask"] != ""].iloc[-1]
+    write_png(csv.parent / masked["mask"], np.zeros((16, 64), np.uint8))
+    with pytest.raises(ImageFormatError, match="2 file problem") as error:
+        MILFolderDataset(csv)
+    assert image.name in str(error.value) and "mask is (16, 64) but its image" in str(error.value)
