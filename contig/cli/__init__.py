@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 import os
 import sys
+import warnings
 
 import click
 
@@ -79,6 +80,8 @@ def main(argv: list[str] | None = None) -> None:
     ``internal error: ...`` line and exit 1. ``CONTIG_DEBUG=1`` re-raises with the traceback instead.
     """
     debug = os.environ.get(DEBUG_VARIABLE, "") not in ("", "0")
+    if not debug:  # "warning: message", not the library source line that raised it
+        warnings.formatwarning = lambda message, category, *args, **kwargs: f"warning: {message}\n"
     try:
         cli.main(args=argv, prog_name="contig", standalone_mode=False)
     except click.exceptions.Abort:

@@ -62,3 +62,17 @@ def test_an_unknown_modality_is_one_line(tmp_path, capsys):
     code, err = _run(["pretrain", "--data", str(tmp_path), "--out", str(tmp_path / "r"),
                       "genetic.modalities=[snp,exome]"], capsys)  # fmt: skip
     assert code == 2 and "exome" in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_warnings_print_one_line_without_a_source_line(monkeypatch):
+    import warnings
+
+    import contig.demo
+
+    monkeypatch.setattr(warnings, "formatwarning", warnings.formatwarning)  # restored after the test
+    monkeypatch.setattr(contig.demo, "run_demo", lambda *a, **k: {"alignment": {}, "loci_by_method": {}})
+    main(["demo", "--out", "x"])
+    line = warnings.formatwarning(
+        UserWarning("3 people have no genotypes"), UserWarning, "/site/gwas/x.py", 7
+    )
+    assert line == "warning: 3 people have no genotypes\n"
