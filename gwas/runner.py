@@ -472,6 +472,11 @@ def run_chunks(prepared: PreparedGwas, out: str | os.PathLike, options: GwasOpti
     manifest = chunk_dir / "manifest.json"
     if chunk_dir.exists():
         previous = json.loads(manifest.read_text()).get("fingerprint") if manifest.exists() else None
+        if options.resume and previous is not None and previous != fingerprint:
+            raise GwasInputError(
+                f"{chunk_dir}: journalled by a run with other inputs or options; --resume continues only the "
+                "same command (run without --resume to start over)"
+            )
         if not options.resume or previous != fingerprint:
             shutil.rmtree(chunk_dir)
     chunk_dir.mkdir(parents=True, exist_ok=True)

@@ -217,3 +217,28 @@ def test_a_rerun_into_the_same_folder_leaves_no_plot_of_the_earlier_run(data, tm
     assert _gwas(data, out, "--pheno-name", first).exit_code == 0
     after = {p.name for p in out.glob("*.png")}
     assert f"qq_{first}.png" in after and not any(other in name for other in others for name in after)
+
+
+def test_resume_with_other_options_is_refused_not_silently_restarted(data, tmp_path, monkeypatch):
+    from genetics.errors import GeneticsError
+
+    flags = ("--chunk-size", "40", "--no-plots", "--no-clump", "--threads", "1")
+    original = gwas.runner.compute_chunk
+    calls = {"n": 0}
+
+    def crash_on_fourth(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 4:
+            raise RuntimeError("simulated crash")
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(gwas.runner, "compute_chunk", crash_on_fourth)
+    out = tmp_path / "run"
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        _gwas(data, out, *flags)
+    monkeypatch.setattr(gwas.runner, "compute_chunk", original)
+    journal = sorted((out / "chunks").glob("chunk_*.npy"))
+    assert journal
+    with pytest.raises(GeneticsError, match="--resume continues only the same command"):
+        _gwas(data, out, *flags, "--maf", "0.2", "--resume")
+    assert sorted((out / "chunks").glob("chunk_*.npy")) == journal  # the journal is kept
