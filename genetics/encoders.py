@@ -154,7 +154,9 @@ class MLPEncoder(nn.Module):
         self.in_features = in_features
         self.sparse_input = sparse_input
         if input_dropout and sparse_input:
-            raise ValueError("input_dropout needs dense inputs (sparse_input=False); set input_dropout=0 for this tower")
+            raise ValueError(
+                "input_dropout needs dense inputs (sparse_input=False); set input_dropout=0 for this tower"
+            )
         layers: list[nn.Module] = []
         width = in_features
         for size in hidden_sizes:

@@ -126,7 +126,12 @@ def test_summaries_and_interval_cover_the_mean():
 def test_paired_difference_compares_the_same_people_and_batches():
     rng = np.random.default_rng(0)
     base = pd.DataFrame(
-        {"IID": [f"p{i}" for i in range(100)], "modality": "snp", "batch": np.arange(100) // 10, "chance": 2.3}
+        {
+            "IID": [f"p{i}" for i in range(100)],
+            "modality": "snp",
+            "batch": np.arange(100) // 10,
+            "chance": 2.3,
+        }
     )
     control = base.assign(loss=rng.normal(2.4, 0.5, 100))
     method = base.assign(loss=control["loss"] - 0.1 + rng.normal(0, 0.01, 100)).sample(frac=1, random_state=1)
