@@ -28,10 +28,11 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from contig.dataset import MultimodalDataset
+from contig.losses import pair_logits
+from imaging.metrics import bootstrap_ci
 from imaging.training import distributed as D
 
 
@@ -69,7 +70,7 @@ def per_person_terms(
         rows = torch.nonzero(available[name]).flatten()
         if rows.numel() < 2:
             continue
-        logits = logit_scale * F.normalize(image[name][rows], dim=-1) @ F.normalize(embedding[rows], dim=-1).T
+        logits = pair_logits(image[name][rows], embedding[rows], logit_scale)
         i2g = -logits.log_softmax(dim=1).diagonal()
         g2i = -logits.T.log_softmax(dim=1).diagonal()
         out[name] = (rows, alpha * i2g + (1 - alpha) * g2i, math.log(rows.numel()))
@@ -126,18 +127,14 @@ def contrastive_evaluation(
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
 
 
-def bootstrap_mean_interval(
-    values: np.ndarray, n_boot: int = 1_000, seed: int = 0, level: float = 0.95
-) -> tuple[float, float]:
-    """Percentile-bootstrap interval of the mean of ``values`` (n,) over resampled rows."""
+def bootstrap_mean_interval(values: np.ndarray, n_boot: int = 1_000, seed: int = 0) -> tuple[float, float]:
+    """95% percentile-bootstrap interval of the mean of ``values`` (n,) (``imaging.metrics.bootstrap_ci``);
+    NaN for fewer than two values."""
     values = np.asarray(values, dtype=np.float64)
     if values.size < 2:
         return float("nan"), float("nan")
-    rng = np.random.default_rng(seed)
-    means = values[rng.integers(0, values.size, size=(n_boot, values.size))].mean(axis=1)
-    tail = (1 - level) / 2 * 100
-    low, high = np.percentile(means, [tail, 100 - tail])
-    return float(low), float(high)
+    result = bootstrap_ci(np.mean, values, n_boot=n_boot, seed=seed)
+    return result.low, result.high
 
 
 def summarise_excess(terms: pd.DataFrame, n_boot: int = 1_000, seed: int = 0) -> dict[str, dict]:

@@ -36,7 +36,7 @@ LOSS_KINDS = ("infonce", "sigmoid")
 MODES = ("outer", "inner")
 
 
-def _pair_logits(image: torch.Tensor, genetic: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+def pair_logits(image: torch.Tensor, genetic: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
     """(n_img, D), (n_person, D) → (n_img, n_person) scaled cosine similarities."""
     return scale * F.normalize(image, dim=-1) @ F.normalize(genetic, dim=-1).T
 
@@ -105,7 +105,7 @@ def contrastive_loss(
         column = torch.full((n_people,), -1, dtype=torch.long, device=device)
         column[persons] = torch.arange(persons.numel(), device=device)
         positive = column[person[rows]][:, None] == torch.arange(persons.numel(), device=device)[None]
-        logits = _pair_logits(images[name][rows], embedding[persons], logit_scale)
+        logits = pair_logits(images[name][rows], embedding[persons], logit_scale)
         if kind == "sigmoid":
             bias = logit_bias if logit_bias is not None else torch.zeros((), device=device)
             terms[f"loss_{name}"] = _sigmoid(logits, positive, bias)

@@ -32,7 +32,7 @@ import torch
 from torch.utils.data import Dataset
 
 from imaging.errors import ImageFormatError, ImagingError
-from imaging.io import image_file_problem, read_image, spatial_shape
+from imaging.io import check_image_files, read_image, spatial_shape
 from imaging.volumes import crop_or_pad, load_volume, normalize_intensity, resize_2d
 
 SUFFIXES = {3: (".nii.gz", ".nii"), 2: (".png", ".jpg", ".jpeg")}
@@ -51,15 +51,10 @@ class ImageRecord:
 
 def _check_files(records: Sequence[ImageRecord], with_labels: bool) -> None:
     """Every image (and label) file exists and its header opens, before anything trains; all problems
-    are reported at once (``imaging.io.image_file_problem``: about 0.2 ms a file)."""
+    are reported at once (``imaging.io.check_image_files``: about 0.2 ms a file)."""
     paths = [path for record in records for path in record.paths]
     paths += [record.label for record in records if with_labels and record.label is not None]
-    problems = [problem for problem in map(image_file_problem, paths) if problem]
-    if problems:
-        more = f"; … and {len(problems) - 5} more" if len(problems) > 5 else ""
-        raise ImageFormatError(
-            f"{len(problems)} of {len(paths)} files cannot be used: " + "; ".join(problems[:5]) + more
-        )
+    check_image_files(paths, noun="files")
 
 
 def _check_label_shapes(records: Sequence[ImageRecord]) -> None:

@@ -140,6 +140,17 @@ def image_file_problem(path: str | os.PathLike) -> str | None:
     return None
 
 
+def check_image_files(paths: Sequence[str | os.PathLike], noun: str = "image files") -> None:
+    """:func:`image_file_problem` for every path, all reported at once in one ``ImageFormatError``
+    ("k of n <noun> cannot be used: ...", the first five named)."""
+    problems = [problem for problem in map(image_file_problem, paths) if problem]
+    if problems:
+        more = f"; … and {len(problems) - 5} more" if len(problems) > 5 else ""
+        raise ImageFormatError(
+            f"{len(problems)} of {len(paths)} {noun} cannot be used: " + "; ".join(problems[:5]) + more
+        )
+
+
 def spatial_shape(path: str | os.PathLike) -> tuple[int, ...]:
     """The stored spatial shape from the file header alone: (H, W) of a 2D image, (D, H, W) of a volume
     (the first three NIfTI axes, before any resampling)."""

@@ -343,6 +343,7 @@ _BATCHED: dict[Callable[..., float], Callable[..., np.ndarray]] = {
     quadratic_weighted_kappa: _qwk_batched,
     mse: lambda counts, y, p: _mse_weighted(counts, *_as_float64("mse", y, p)),
     r2: lambda counts, y, p: _r2_weighted(counts, *_as_float64("r2", y, p)),
+    np.mean: lambda counts, x: counts @ np.asarray(x, np.float64) / counts.sum(axis=1),
 }
 
 

@@ -26,7 +26,7 @@ import pandas as pd
 import torch
 
 from imaging.errors import ImagingError
-from imaging.io import atomic_target, image_file_problem, process_umask, write_png
+from imaging.io import atomic_target, check_image_files, process_umask, write_png
 from imaging.mil.data import load_images
 from imaging.mil.interact import attend
 from imaging.mil.model import PatchMIL
@@ -209,11 +209,7 @@ def predict_images(
     ``mode`` (include/exclude) and both the edited and the unedited predictions are written.
     Returns the predictions table (image, prob[, prob_unedited]; one prob_c column per class with C ≥ 2).
     """
-    problems = [problem for problem in map(image_file_problem, paths) if problem]
-    if problems:  # before any output: a bad image never leaves half a prediction folder
-        raise ImagingError(
-            f"{len(problems)} of {len(paths)} images cannot be read: " + "; ".join(problems[:5])
-        )
+    check_image_files(paths, noun="images")  # before any output: never half a prediction folder
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".predict-", dir=out))  # moved into ``out`` only when complete

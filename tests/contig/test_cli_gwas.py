@@ -70,10 +70,8 @@ def test_qc_flags_restrict_variants_and_samples(data, tmp_path):
     assert (sumstats["A1_FREQ"].clip(upper=None) > 0).all()
 
 
-def test_resume_after_a_crash_gives_identical_bytes(data, tmp_path, monkeypatch):
-    flags = ("--chunk-size", "40", "--no-plots", "--no-clump", "--threads", "1")
-    reference = _gwas(data, tmp_path / "whole", *flags)
-    assert reference.exit_code == 0
+def _crash_on_the_fourth_chunk(monkeypatch):
+    """Make the fourth computed chunk raise; returns the real ``compute_chunk``."""
     original = gwas.runner.compute_chunk
     calls = {"n": 0}
 
@@ -84,6 +82,14 @@ def test_resume_after_a_crash_gives_identical_bytes(data, tmp_path, monkeypatch)
         return original(*args, **kwargs)
 
     monkeypatch.setattr(gwas.runner, "compute_chunk", crash_on_fourth)
+    return original
+
+
+def test_resume_after_a_crash_gives_identical_bytes(data, tmp_path, monkeypatch):
+    flags = ("--chunk-size", "40", "--no-plots", "--no-clump", "--threads", "1")
+    reference = _gwas(data, tmp_path / "whole", *flags)
+    assert reference.exit_code == 0
+    original = _crash_on_the_fourth_chunk(monkeypatch)
     with pytest.raises(RuntimeError, match="simulated crash"):
         _gwas(data, tmp_path / "resumed", *flags)
     finished = sorted((tmp_path / "resumed" / "chunks").glob("chunk_*.npy"))
@@ -223,16 +229,7 @@ def test_resume_with_other_options_is_refused_not_silently_restarted(data, tmp_p
     from genetics.errors import GeneticsError
 
     flags = ("--chunk-size", "40", "--no-plots", "--no-clump", "--threads", "1")
-    original = gwas.runner.compute_chunk
-    calls = {"n": 0}
-
-    def crash_on_fourth(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 4:
-            raise RuntimeError("simulated crash")
-        return original(*args, **kwargs)
-
-    monkeypatch.setattr(gwas.runner, "compute_chunk", crash_on_fourth)
+    original = _crash_on_the_fourth_chunk(monkeypatch)
     out = tmp_path / "run"
     with pytest.raises(RuntimeError, match="simulated crash"):
         _gwas(data, out, *flags)

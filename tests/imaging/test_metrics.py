@@ -201,3 +201,13 @@ def test_group_bootstrap_keeps_groups_together():
 def test_bootstrap_rejects_mismatched_rows():
     with pytest.raises(MetricInputError, match="rows"):
         bootstrap_ci(mse, np.arange(5.0), np.arange(4.0))
+
+
+def test_bootstrap_of_the_mean_batched_equals_the_loop():
+    from imaging.metrics import bootstrap_ci
+
+    x = np.random.default_rng(3).normal(size=257)
+    batched = bootstrap_ci(np.mean, x, n_boot=300, seed=5)
+    looped = bootstrap_ci(lambda v: float(np.mean(v)), x, n_boot=300, seed=5)
+    assert batched.estimate == pytest.approx(looped.estimate)
+    assert (batched.low, batched.high) == pytest.approx((looped.low, looped.high), abs=1e-12)
