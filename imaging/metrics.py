@@ -36,6 +36,7 @@ __all__ = [
     "bootstrap_ci",
     "classes_from_probabilities",
     "dice_per_class",
+    "dice_per_volume",
     "mean_dice",
     "mse",
     "quadratic_weighted_kappa",
@@ -86,6 +87,50 @@ def dice_per_class(
     with np.errstate(invalid="ignore", divide="ignore"):
         dice = np.where(total > 0, 2.0 * intersection / total, np.nan)
     return dice if include_background else dice[1:]
+
+
+def dice_per_volume(
+    pred: np.ndarray, target: np.ndarray, num_classes: int, include_background: bool = False
+) -> np.ndarray:
+    """Dice of every foreground class in every volume: the per-volume table that segmentation scores average.
+
+    Args:
+        pred, target: (N, *S) integer label maps (N volumes or images), labels in 0..K-1.
+        num_classes: K (class 0 is background).
+        include_background: also report class 0 (then (N, K)).
+
+    Returns:
+        float64 (N, K-1) (or (N, K)): row ``n`` is ``dice_per_class(pred[n], target[n], K)``; a class absent from both
+        the prediction and the truth of a volume is NaN there (left out of that class's mean over volumes).
+
+    >>> t = np.array([[0, 1, 1, 2], [0, 0, 1, 1]])
+    >>> dice_per_volume(np.array([[0, 1, 0, 2], [0, 0, 1, 1]]), t, 3).round(3).tolist()
+    [[0.667, 1.0], [1.0, nan]]
+    """
+    pred, target = np.asarray(pred), np.asarray(target)
+    if pred.shape != target.shape or pred.ndim < 2:
+        raise MetricInputError(
+            f"dice_per_volume: pred {pred.shape} and target {target.shape} must be one (N, *S) shape"
+        )
+    for name, labels in (("pred", pred), ("target", target)):
+        if labels.size and not np.issubdtype(labels.dtype, np.integer):
+            raise MetricInputError(f"dice: {name} must hold integer class labels, got dtype {labels.dtype}")
+        if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
+            raise MetricInputError(
+                f"dice: {name} holds labels outside 0..{num_classes - 1}; check num_classes={num_classes}"
+            )
+    n, k = pred.shape[0], num_classes
+    flat_p = pred.reshape(n, -1).astype(np.int64)
+    flat_t = target.reshape(n, -1).astype(np.int64)
+    offsets = (np.arange(n) * k)[:, None]
+    predicted = np.bincount((flat_p + offsets).ravel(), minlength=n * k).reshape(n, k)
+    truth = np.bincount((flat_t + offsets).ravel(), minlength=n * k).reshape(n, k)
+    hits = np.where(flat_p == flat_t, flat_t + offsets, n * k)  # n·k collects the misses
+    intersection = np.bincount(hits.ravel(), minlength=n * k + 1)[: n * k].reshape(n, k)
+    total = (predicted + truth).astype(np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        dice = np.where(total > 0, 2.0 * intersection / total, np.nan)
+    return dice if include_background else dice[:, 1:]
 
 
 def mean_dice(

@@ -2,7 +2,9 @@
 
 Each combination is one fine-tuning run in ``<out>/<init>/fraction<F>/seed<S>/``. The table
 ``<out>/results.parquet`` has one row per run (``init``, ``label_fraction``, ``seed``, ``n_train_items``,
-``n_train_persons``, ``headline`` and every test score); ``<out>/data_efficiency.png`` plots the headline
+``n_train_persons``, ``n_test_items`` (test volumes), ``n_seeds``, how training ended (``freeze_steps``,
+``steps``, ``best_step``, ``stopped_early``), ``headline`` and every test score, with its 95 % interval
+over test volumes for Dice); ``<out>/data_efficiency.png`` plots the headline
 metric against the label fraction, one line per initialisation (mean over seeds) with a band from the
 lowest to the highest seed. With ``resume``, finished runs (those with ``results.json``) are reused.
 
@@ -71,6 +73,12 @@ def run_data_efficiency(
                         "seed": int(seed),
                         "n_train_items": result["n_train_items"],
                         "n_train_persons": result["n_train_persons"],
+                        "n_test_items": result["n_test_items"],
+                        "n_seeds": len(seeds),
+                        "freeze_steps": result.get("freeze_steps"),
+                        "steps": result.get("steps"),
+                        "best_step": result.get("best_step"),
+                        "stopped_early": result.get("stopped_early"),
                         "metric": headline,
                         "headline": result["test"].get(headline, float("nan")),
                         **{f"test_{key}": value for key, value in result["test"].items()},

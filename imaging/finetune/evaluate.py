@@ -1,10 +1,14 @@
 """Held-out evaluation of a fine-tuned model: Dice for segmentation, QWK / AUROC for classification.
 
-Segmentation reports the mean Dice over the foreground classes (``dice``, the headline) and, for
-comparison with papers that include it, over all classes (``dice_with_background``), plus one
-``dice_<class>`` per foreground class. Voxels of all held-out images are pooled per class; a class absent
-from both prediction and truth is NaN and left out of the means. With ``mc_samples > 1`` the prediction
-is the argmax of the MC-dropout mean and the mean predictive entropy is reported (``mc_entropy``).
+Segmentation computes Dice per held-out volume and class (``imaging.metrics.dice_per_volume``), then
+averages over volumes: ``dice_<class>`` is a class's mean over the volumes where it is present in the
+truth or the prediction (so a small class such as a lesion is scored on its own volumes, not drowned
+in pooled voxels), ``dice`` (the headline) is the mean over volumes of each volume's mean foreground
+Dice, ``dice_with_background`` the same with class 0 (for comparison with papers that include it), and
+``n_volumes`` the number of volumes. With ``intervals=True`` every Dice also gets a 95 % percentile
+bootstrap interval over volumes (``<name>_ci_low``, ``<name>_ci_high``). With ``mc_samples > 1`` the
+prediction is the argmax of the MC-dropout mean and the mean predictive entropy is reported
+(``mc_entropy``).
 
 Classification reports ``accuracy``, ``qwk`` (quadratic weighted kappa of the argmax class; ordinal
 grades, K > 2) and ``auroc`` (binary: the positive class's probability; K > 2: macro one-vs-rest).
@@ -22,7 +26,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from imaging.finetune.mc_dropout import mc_predict, write_uncertainty_maps
-from imaging.metrics import auroc, dice_per_class, quadratic_weighted_kappa
+from imaging.metrics import auroc, bootstrap_ci, dice_per_volume, quadratic_weighted_kappa
 
 
 @torch.no_grad()
@@ -73,16 +77,13 @@ def segmentation_scores(
     maps_dir: str | os.PathLike | None = None,
     ids: Sequence[str] | None = None,
     spacing: Sequence[float] | None = None,
+    intervals: bool = False,
+    n_boot: int = 1000,
 ) -> dict[str, float]:
     """Dice of the held-out ``dataset`` (see the module docstring); MC maps to ``maps_dir`` (3D only)."""
     probs, targets, entropy, variance = predict_probabilities(model, dataset, batch_size, device, mc_samples)
     pred = probs.argmax(axis=1)
-    foreground = dice_per_class(pred, targets, num_classes, include_background=False)
-    everything = dice_per_class(pred, targets, num_classes, include_background=True)
-    names = list(class_names) if class_names else [str(k) for k in range(num_classes)]
-    scores = {"dice": _nanmean(foreground), "dice_with_background": _nanmean(everything)}
-    for name, value in zip(names[1:], foreground, strict=True):
-        scores[f"dice_{name.replace(' ', '_')}"] = float(value)
+    scores = volume_dice_scores(pred, targets, num_classes, class_names, intervals, n_boot)
     if entropy is not None and variance is not None:
         scores["mc_entropy"] = float(entropy.mean())
         scores["mc_variance"] = float(variance.mean())
@@ -92,6 +93,31 @@ def segmentation_scores(
                 write_uncertainty_maps(
                     Path(maps_dir), item, probs[index], entropy[index], variance[index], spacing
                 )
+    return scores
+
+
+def volume_dice_scores(
+    pred: np.ndarray,
+    target: np.ndarray,
+    num_classes: int,
+    class_names: Sequence[str] | None = None,
+    intervals: bool = False,
+    n_boot: int = 1000,
+) -> dict[str, float]:
+    """Dice per volume, averaged over volumes (see the module docstring) from (N, *S) label maps."""
+    everything = dice_per_volume(pred, target, num_classes, include_background=True)  # (N, K)
+    foreground = everything[:, 1:]
+    names = list(class_names) if class_names else [str(k) for k in range(num_classes)]
+    columns = {"dice": _row_nanmean(foreground), "dice_with_background": _row_nanmean(everything)}
+    for index, name in enumerate(names[1:]):
+        columns[f"dice_{name.replace(' ', '_')}"] = foreground[:, index]
+    scores: dict[str, float] = {}
+    for key, values in columns.items():
+        scores[key] = _nanmean(values)
+        if intervals:
+            interval = bootstrap_ci(_nanmean, values, n_boot=n_boot, seed=0)
+            scores[f"{key}_ci_low"], scores[f"{key}_ci_high"] = interval.low, interval.high
+    scores["n_volumes"] = float(len(pred))
     return scores
 
 
@@ -117,9 +143,17 @@ def classification_scores(
     return scores
 
 
+def _row_nanmean(table: np.ndarray) -> np.ndarray:
+    """(N, K) → (N,) mean over the non-NaN entries of each row (NaN for an all-NaN row)."""
+    present = ~np.isnan(table)
+    counts = present.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(counts > 0, np.where(present, table, 0.0).sum(axis=1) / counts, np.nan)
+
+
 def _nanmean(values: np.ndarray) -> float:
     present = values[~np.isnan(values)]
     return float(present.mean()) if present.size else float("nan")
 
 
-__all__ = ["classification_scores", "predict_probabilities", "segmentation_scores"]
+__all__ = ["classification_scores", "predict_probabilities", "segmentation_scores", "volume_dice_scores"]

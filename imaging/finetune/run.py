@@ -4,8 +4,14 @@
 else a seeded 70/15/15 split that is the same for every fine-tuning seed), keeps a ``label_fraction`` of
 the training persons, builds a U-Net segmenter or a classifier whose encoder comes from
 ``config.pretrained`` (or is random for ``pretrained: none``), trains it with ``imaging.training.Trainer``
-(encoder frozen for the first ``freeze_steps`` optimizer steps) and writes ``results.json`` with the
-held-out scores (``imaging.finetune.evaluate``) into the run directory.
+and writes ``results.json`` with the held-out scores (``imaging.finetune.evaluate``) into the run directory.
+
+The transfer protocol is the same for every initialisation, so scratch and pretrained runs compare as
+converged models: training runs until the validation metric (``val_dice``; QWK/AUROC for classification)
+has not improved for ``patience`` evaluations, ``max_steps`` being only a cap, and the best checkpoint is
+restored before the test split is scored. A pretrained encoder is frozen for the first ``freeze_steps``
+steps (warm-up of the random decoder/head); a random encoder is never frozen. Test Dice is computed per
+volume and averaged over volumes, per class and overall, with 95 % bootstrap intervals over volumes.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ from imaging.finetune.data import (
     split_by_person,
     subsample_by_person,
 )
+from imaging.finetune.early_stopping import EarlyStopping, StopWhenStale
 from imaging.finetune.evaluate import classification_scores, segmentation_scores
 from imaging.finetune.models import (
     build_classifier,
@@ -53,12 +60,13 @@ class FinetuneConfig(TrainingConfig):
 
     out: str = "runs/finetune"
     epochs: int | None = None
-    max_steps: int | None = 200
+    max_steps: int | None = 3000  # a cap: training normally ends by early stopping (patience)
     batch_size: int = 2
     lr: float = 1e-3
     weight_decay: float = 1e-4
     log_every: int = 10
-    eval_every: int = 50
+    eval_every: int = 25
+    patience: int = 8  # evaluations without a better validation metric that end training; 0: run to the cap
     checkpoint_every: int = 0
     task: Literal["segment", "classify"] = "segment"
     data: str = ""  # image folder: flat NIfTI/PNG, Medical Segmentation Decathlon or synthetic biobank
@@ -75,7 +83,7 @@ class FinetuneConfig(TrainingConfig):
     split_seed: int = 0  # the train/val/test split (fixed across fine-tuning seeds)
     target: str = "grade"  # classification: the table column with the class (grade or finding)
     num_classes: int | None = None  # None: the layout's class names, else 1 + the largest label
-    freeze_steps: int = 20  # optimizer steps with the encoder frozen (warm-up of the new head/decoder)
+    freeze_steps: int = 20  # pretrained only: steps with the encoder frozen (warm-up of the new head)
     dropout: float = 0.0  # decoder/head dropout (and encoder dropout of U-Nets); > 0 for MC dropout
     dice_weight: float = 1.0  # segmentation loss = cross-entropy + dice_weight × soft Dice (foreground)
     mc_samples: int = 1  # > 1: MC dropout at evaluation, entropy/variance NIfTI maps for volumes
@@ -90,8 +98,12 @@ class FinetuneConfig(TrainingConfig):
             problems.append(f"label_fraction must be in (0, 1] (got {self.label_fraction})")
         if not 0 <= self.dropout < 1:
             problems.append(f"dropout must be in [0, 1) (got {self.dropout})")
-        if self.mc_samples < 1 or self.freeze_steps < 0:
-            problems.append("mc_samples must be >= 1 and freeze_steps >= 0")
+        if self.mc_samples < 1 or self.freeze_steps < 0 or self.patience < 0:
+            problems.append("mc_samples must be >= 1, freeze_steps and patience >= 0")
+        if self.patience > 0 and self.eval_every < 1:
+            problems.append(
+                "early stopping (patience > 0) needs eval_every >= 1; set eval_every or patience=0"
+            )
         if problems:
             raise ConfigError("invalid finetune config: " + "; ".join(problems))
         if isinstance(self.pretrained, str) and self.pretrained.lower() in ("", "none", "scratch"):
@@ -181,7 +193,8 @@ def finetune(config: FinetuneConfig, resume: bool = False) -> dict[str, Any]:
     """Fine-tune on ``config.data`` and score the held-out test split; see the module docstring.
 
     Returns the contents of ``results.json``: ``task``, ``init``, ``label_fraction``, ``seed``, the numbers
-    of training items/persons, the transfer summary, ``test`` scores and the trainer's ``best_step``.
+    of training/validation/test items, the transfer summary, the effective ``freeze_steps``, how training
+    ended (``best_step``, ``steps``, ``stopped_early``) and the ``test`` scores of the restored best model.
     """
     from imaging.datasets import open_image_folder
     from imaging.training import Trainer
@@ -235,7 +248,13 @@ def finetune(config: FinetuneConfig, resume: bool = False) -> dict[str, Any]:
     config = dataclasses.replace(config, num_classes=num_classes)
     device = torch.device("cpu")
 
-    def score(model: nn.Module, split: str, mc_samples: int = 1, maps_dir: Path | None = None) -> dict:
+    def score(
+        model: nn.Module,
+        split: str,
+        mc_samples: int = 1,
+        maps_dir: Path | None = None,
+        intervals: bool = False,
+    ) -> dict:
         if segment:
             return segmentation_scores(
                 model,
@@ -248,6 +267,7 @@ def finetune(config: FinetuneConfig, resume: bool = False) -> dict[str, Any]:
                 maps_dir,
                 ids=data[split].ids,
                 spacing=config.target_spacing,
+                intervals=intervals,
             )
         return classification_scores(
             model, data[split], num_classes, config.eval_batch_size, device, mc_samples
@@ -256,15 +276,26 @@ def finetune(config: FinetuneConfig, resume: bool = False) -> dict[str, Any]:
     def eval_fn(model: nn.Module) -> dict[str, float]:
         return {f"val_{key}": value for key, value in score(model, "val").items()}
 
-    warmup = FrozenWarmup(loss_fn, model, config.freeze_steps)
-    trainer = Trainer(model, warmup, data["train"], config, eval_fn=eval_fn)
+    # A random encoder has nothing to protect from the random decoder's first gradients: never frozen.
+    freeze_steps = config.freeze_steps if config.pretrained is not None else 0
+    warmup = FrozenWarmup(loss_fn, model, freeze_steps)
+    stopper = None
+    if config.patience > 0:
+        rule = EarlyStopping(config.patience, config.eval_every, config.mode)
+        stopper = StopWhenStale(eval_fn, config.monitor, rule)
+    trainer = Trainer(model, warmup, data["train"], config, eval_fn=stopper or eval_fn)
     warmup.trainer, device = trainer, trainer.device
+    if stopper is not None:
+        stopper.trainer = trainer
     fit = trainer.fit(resume=resume)
+    stopped = stopper is not None and stopper.rule.stopped_step is not None
+    if stopped and trainer.is_main:
+        trainer._save_last()  # the loop ended before its own final save; keep last/state a pair
     set_encoder_trainable(model, True)
     run = Path(config.out)
     load_weights(model, run / (BEST if (run / BEST).is_file() else LAST))
     maps = run / "mc_maps" if config.mc_samples > 1 and segment and config.dim == 3 else None
-    test = score(model, "test", config.mc_samples, maps)
+    test = score(model, "test", config.mc_samples, maps, intervals=True)
     persons = {dataset.ids[i] for i in chosen}
     results = {
         "task": config.task,
@@ -274,10 +305,18 @@ def finetune(config: FinetuneConfig, resume: bool = False) -> dict[str, Any]:
         "num_classes": num_classes,
         "n_train_items": int(len(chosen)),
         "n_train_persons": len(persons),
+        "n_val_items": int(len(parts["val"])),
         "n_test_items": int(len(parts["test"])),
         "transfer": transfer,
+        "freeze_steps": freeze_steps,
+        "monitor": config.monitor,
         "best_step": fit["best_step"],
+        "best_value": fit["best_value"],
         "steps": fit["step"],
+        "max_steps": config.max_steps,
+        "stopped_early": bool(stopped),
+        "patience": config.patience,
+        "eval_every": config.eval_every,
         "test": test,
     }
     _write_json(run / RESULTS, results)

@@ -34,6 +34,7 @@ from imaging.finetune.evaluate import classification_scores, segmentation_scores
 from imaging.finetune.models import state_checksum
 from imaging.finetune.run import SegmentationLoss
 from imaging.io import read_volume, write_nifti
+from imaging.metrics import dice_per_volume
 from imaging.registry import create_encoder
 from imaging.training.checkpoint import read_weights, save_weights
 from imaging.unet import UNet
@@ -180,20 +181,38 @@ def test_classification_scores_match_sklearn():
     assert score2 == pytest.approx(roc_auc_score(binary, torch.softmax(logits2, 1)[:, 1].numpy()))
 
 
-def test_segmentation_scores_exclude_background_by_default():
+def test_segmentation_dice_is_per_volume_then_averaged():
+    """Dice per volume and class, then the mean over volumes; a class absent from a volume is skipped there.
+
+    The old score pooled voxels over volumes, which lets large classes drown a small one (the lesion).
+    """
     rng = np.random.default_rng(1)
-    target = rng.integers(0, 3, size=(4, 4, 4, 4))
-    logits = torch.tensor(rng.normal(size=(4, 3, 4, 4, 4)), dtype=torch.float32)
+    target = rng.integers(0, 3, size=(5, 4, 4, 4))
+    target[0][target[0] == 2] = 1  # class b absent from the truth of volume 0 ...
+    logits = torch.tensor(rng.normal(size=(5, 3, 4, 4, 4)), dtype=torch.float32)
+    logits[0, 2] = -10.0  # ... and from its prediction: no evidence there
     pred = logits.argmax(1).numpy()
-    items = list(zip(torch.zeros(4, 1, 4, 4, 4), torch.as_tensor(target), strict=True))
-    scores = segmentation_scores(_Fixed(logits), items, 3, ["background", "a", "b"], batch_size=3)
-    loop = []
-    for k in range(3):  # reference: pooled Dice per class by a plain loop
-        p, t = pred == k, target == k
-        loop.append(2 * (p & t).sum() / (p.sum() + t.sum()))
-    assert scores["dice_a"] == pytest.approx(loop[1]) and scores["dice_b"] == pytest.approx(loop[2])
-    assert scores["dice"] == pytest.approx(np.mean(loop[1:]))
-    assert scores["dice_with_background"] == pytest.approx(np.mean(loop))
+    items = list(zip(torch.zeros(5, 1, 4, 4, 4), torch.as_tensor(target), strict=True))
+    scores = segmentation_scores(
+        _Fixed(logits), items, 3, ["background", "a", "b"], batch_size=3, intervals=True, n_boot=200
+    )
+    table = np.full((5, 3), np.nan)  # reference: a plain loop over volumes and classes
+    for n in range(5):
+        for k in range(3):
+            p, t = pred[n] == k, target[n] == k
+            if p.sum() + t.sum():
+                table[n, k] = 2 * (p & t).sum() / (p.sum() + t.sum())
+    assert np.isnan(table[0, 2])
+    assert scores["dice_a"] == pytest.approx(np.nanmean(table[:, 1]))
+    assert scores["dice_b"] == pytest.approx(np.nanmean(table[1:, 2]))  # over the 4 volumes that have it
+    assert scores["dice"] == pytest.approx(np.mean([np.nanmean(row[1:]) for row in table]))
+    assert scores["dice_with_background"] == pytest.approx(np.mean([np.nanmean(row) for row in table]))
+    pooled = 2 * ((pred == 2) & (target == 2)).sum() / ((pred == 2).sum() + (target == 2).sum())
+    assert scores["dice_b"] != pytest.approx(pooled)
+    assert scores["n_volumes"] == 5
+    for key in ("dice", "dice_a", "dice_b"):
+        assert scores[f"{key}_ci_low"] <= scores[key] <= scores[f"{key}_ci_high"]
+    np.testing.assert_allclose(dice_per_volume(pred, target, 3, include_background=True), table)
 
 
 def test_segmentation_loss_fixed_width_and_reference():
@@ -352,7 +371,7 @@ def test_segment_run_2d(tmp_path):
     config = _config(tmp_path / "data", tmp_path / "run", dim=2, size=(16, 16), encoder="unet2d")
     result = finetune(dataclasses.replace(config, encoder_kwargs={"base_width": 4, "depth": 3}))
     assert result["num_classes"] == 2 and result["n_test_items"] == 1
-    assert set(result["test"]) == {"dice", "dice_with_background", "dice_1"}
+    assert {"dice", "dice_with_background", "dice_1", "n_volumes", "dice_1_ci_low"} <= set(result["test"])
     assert yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())["encoder"] == "unet2d"
 
 
@@ -372,3 +391,70 @@ def test_transfer_from_an_ssl_run(folder, tmp_path):
     assert state_checksum(tuned, encoder_keys) == pytest.approx(
         state_checksum(pretrained, encoder_keys), abs=1e-9
     )
+
+
+# ------------------------------------------------------------------------------------------ protocol
+
+
+def test_scratch_encoder_is_never_frozen(folder, tmp_path):
+    """A random encoder trains from the first step, whatever freeze_steps says (only pretrained ones wait)."""
+    config = _config(folder, tmp_path / "scratch", max_steps=1, freeze_steps=5, log_every=1, patience=0)
+    torch.manual_seed(config.seed)  # the initialisation finetune draws for a scratch encoder
+    initial = create_encoder("unet3d", base_width=4, depth=2, in_chans=1).state_dict()
+    result = finetune(config)
+    assert result["init"] == "scratch" and result["freeze_steps"] == 0
+    after = read_weights(tmp_path / "scratch" / "last.safetensors")
+    kernels = [k for k, v in initial.items() if v.dim() >= 2]
+    changed = [k for k in kernels if not torch.equal(after[f"encoder.{k}"], initial[k])]
+    assert changed == kernels  # every convolution of the encoder moved at step 1
+    assert pd.read_csv(tmp_path / "scratch" / "metrics.csv")["encoder_frozen"].tolist() == [0.0]
+
+
+def test_early_stopping_stops_after_patience_and_restores_the_best(tmp_path):
+    from imaging.finetune.early_stopping import EarlyStopping, StopWhenStale
+    from imaging.training import Trainer, TrainingConfig
+    from imaging.training.checkpoint import BEST, load_weights
+
+    torch.manual_seed(0)
+    model = nn.Linear(3, 1)
+    data = [torch.randn(3) for _ in range(8)]
+    scripted = iter([0.1, 0.5, 0.3, 0.5, 0.2, 0.9, 0.9])  # best at step 2 (a tie is not better)
+    snapshots: dict[int, dict[str, torch.Tensor]] = {}
+
+    def eval_fn(m: nn.Module) -> dict[str, float]:
+        snapshots[trainer.step] = {k: v.clone() for k, v in m.state_dict().items()}
+        return {"val_score": next(scripted)}
+
+    config = TrainingConfig(
+        out=str(tmp_path / "run"),
+        max_steps=100,
+        epochs=None,
+        batch_size=2,
+        eval_every=1,
+        log_every=1,
+        checkpoint_every=0,
+        monitor="val_score",
+        mode="max",
+        device="cpu",
+        progress=False,
+        lr=0.1,
+    )
+    stopper = StopWhenStale(eval_fn, "val_score", EarlyStopping(patience=3, eval_every=1, mode="max"))
+    trainer = Trainer(model, lambda m, x: {"loss": (m(x) - 1).pow(2).mean()}, data, config, eval_fn=stopper)
+    stopper.trainer = trainer
+    fit = trainer.fit()
+    assert fit["step"] == 5 and fit["best_step"] == 2 and stopper.rule.stopped_step == 5
+    assert sorted(snapshots) == [1, 2, 3, 4, 5]  # no step after the stop
+    assert not torch.equal(model.weight, snapshots[2]["weight"])
+    load_weights(model, tmp_path / "run" / BEST)
+    for key, value in model.state_dict().items():
+        torch.testing.assert_close(value, snapshots[2][key], rtol=0, atol=0)
+
+
+def test_finetune_stops_early_and_reports_the_protocol(folder, tmp_path):
+    config = _config(folder, tmp_path / "es", max_steps=60, eval_every=1, patience=2, log_every=1)
+    result = finetune(config)
+    assert result["stopped_early"] and result["steps"] < 60
+    assert result["steps"] - result["best_step"] == 2
+    assert result["test"]["n_volumes"] == result["n_test_items"] == 2
+    assert (tmp_path / "es" / "last.state.safetensors").is_file()
