@@ -78,7 +78,7 @@ class ScoreTable:
         index = pd.Index(self.iid)
         if index.has_duplicates:
             raise SampleMismatchError(
-                f"{self.modality} table: IID {index[index.duplicated()][0]!r} appears on several rows; "
+                f"{self.modality} table: IID {str(index[index.duplicated()][0])!r} appears on several rows; "
                 "keep one row per person"
             )
         object.__setattr__(self, "_index", index)
@@ -88,7 +88,7 @@ class ScoreTable:
             bad = np.argwhere(~np.isfinite(dense))
             row, col = bad[0]
             raise RecordError(
-                f"{self.modality} table: IID {self.iid[row]!r}, column {self.columns[col]!r} is "
+                f"{self.modality} table: IID {str(self.iid[row])!r}, column {str(self.columns[col])!r} is "
                 f"{dense[row, col]} ({len(bad)} non-finite value(s) in all); a person present in a table "
                 "must have every value: fill them upstream, or drop the person (the modality is then absent)"
             )
@@ -200,7 +200,7 @@ class GeneticRecord:
             if not np.isfinite(values).all():
                 row = int(np.flatnonzero(~np.isfinite(values).all(axis=1))[0])
                 raise RecordError(
-                    f"{name}: non-finite value decoded for IID {iids[row]!r}; rebuild that modality"
+                    f"{name}: non-finite value decoded for IID {str(iids[row])!r}; rebuild that modality"
                 )
             mask[:, j] = present
             out[name] = torch.from_numpy(values)

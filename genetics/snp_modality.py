@@ -206,7 +206,7 @@ def _check_alleles(fileset: PlinkFileset, index: np.ndarray, stats: SnpStats) ->
     if bad.size:
         i = bad[0]
         raise GeneticsError(
-            f"{fileset.bim_path}: variant {stats.variant_id[i]!r} has ALT/REF "
+            f"{fileset.bim_path}: variant {str(stats.variant_id[i])!r} has ALT/REF "
             f"{bim['ALT'].iloc[i]}/{bim['REF'].iloc[i]} "
             f"but the training statistics counted {stats.alt[i]}/{stats.ref[i]} ({bad.size} mismatch(es)); "
             "harmonise alleles (plink2 --ref-allele) before embedding"

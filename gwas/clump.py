@@ -273,7 +273,7 @@ def _candidates(sumstats, p_max: float) -> pd.DataFrame:
     p, log10p = _p_and_log10p(table)
     if (p < 0).any():
         raise ClumpError(
-            f"negative P value for variant {table['ID'].to_numpy()[p < 0][0]!r}; P must be in [0, 1]"
+            f"negative P value for variant {str(table['ID'].to_numpy()[p < 0][0])!r}; P must be in [0, 1]"
         )
     keep = p <= p_max
     table = table.loc[keep].assign(P=p[keep], LOG10_P=log10p[keep])
