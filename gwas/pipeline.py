@@ -21,8 +21,7 @@ from genetics._atomic import atomic_write_text
 from genetics.plink import PlinkFileset
 from gwas.clump import clump_all, merge_loci, write_loci
 from gwas.phenotypes import load_covariates, load_phenotypes
-from gwas.plots import manhattan, qq
-from gwas.prepare import inverse_normal_transform, pca, residualize
+from gwas.plots import ManhattanPlotter, PngWriter, QQPlotter
 from gwas.runner import GwasOptions, GwasRun, prepare, run_chunks
 from gwas.summary import effective_number_of_phenotypes, summarize, write_summary
 from gwas.sumstats import write_gwas_ssf, write_plink2_glm
@@ -71,6 +70,8 @@ def prepare_phenotype_table(
     """
     if not (pca_components or residualize_covariates or quantile_normalize):
         return pheno
+    from gwas.prepare import inverse_normal_transform, pca, residualize  # scipy.linalg: ~0.3 s to import
+
     fam = fileset.fam
     table = pheno if isinstance(pheno, pd.DataFrame) else None
     phen = load_phenotypes(
@@ -118,29 +119,32 @@ def find_loci(run: GwasRun, fileset: PlinkFileset, settings: ClumpSettings) -> p
 
 
 def plot_run(run: GwasRun, fileset: PlinkFileset, summary: pd.DataFrame, out: Path, max_plots: int) -> dict:
-    """Manhattan and QQ PNGs for the ``max_plots`` strongest phenotypes, plus a combined Manhattan plot."""
+    """Manhattan and QQ PNGs for the ``max_plots`` strongest phenotypes, plus a combined Manhattan plot.
+
+    The plots share their frames and are encoded on a background thread (see :mod:`gwas.plots`).
+    """
     bim = fileset.bim.iloc[run.variants]
-    positions = {"CHROM": bim["CHROM"].to_numpy(), "POS": bim["POS"].to_numpy()}
+    manhattans = ManhattanPlotter(
+        pd.DataFrame({"CHROM": bim["CHROM"].to_numpy(), "POS": bim["POS"].to_numpy()})
+    )
+    qqs = QQPlotter()
     files = {}
     tested = summary[summary["status"] == "ok"].sort_values("max_log10_p", ascending=False)
     index = {name: j for j, name in enumerate(run.phenotype_names)}
-    for name in tested["phenotype"].head(max_plots):
-        row = np.asarray(run.log10_p[index[name]], dtype=np.float64)
-        frame = pd.DataFrame({**positions, "LOG10_P": row})
-        files[f"manhattan_{name}"] = out / f"manhattan_{_safe(name)}.png"
-        manhattan(frame, files[f"manhattan_{name}"], title=f"{name}")
-        files[f"qq_{name}"] = out / f"qq_{_safe(name)}.png"
-        qq(row, files[f"qq_{name}"], title=f"{name}")
-    if len(run.phenotype_names) > 1:
-        best = np.full(run.variants.size, np.nan)
-        for j in range(len(run.phenotype_names)):
-            best = np.fmax(best, np.asarray(run.log10_p[j], dtype=np.float64))
-        files["manhattan_combined"] = out / "manhattan_combined.png"
-        manhattan(
-            pd.DataFrame({**positions, "LOG10_P": best}),
-            files["manhattan_combined"],
-            title=f"smallest P over {len(run.phenotype_names)} phenotypes (per variant)",
-        )
+    with PngWriter() as writer:
+        for name in tested["phenotype"].head(max_plots):
+            row = np.asarray(run.log10_p[index[name]], dtype=np.float64)
+            files[f"manhattan_{name}"] = out / f"manhattan_{_safe(name)}.png"
+            manhattans.plot(row, files[f"manhattan_{name}"], f"{name}", writer)
+            files[f"qq_{name}"] = out / f"qq_{_safe(name)}.png"
+            qqs.plot(row, files[f"qq_{name}"], f"{name}", writer)
+        if len(run.phenotype_names) > 1:
+            best = np.full(run.variants.size, np.nan)
+            for j in range(len(run.phenotype_names)):
+                best = np.fmax(best, np.asarray(run.log10_p[j], dtype=np.float64))
+            files["manhattan_combined"] = out / "manhattan_combined.png"
+            title = f"smallest P over {len(run.phenotype_names)} phenotypes (per variant)"
+            manhattans.plot(best, files["manhattan_combined"], title, writer)
     written = {Path(path).name for path in files.values()}
     for stale in [*out.glob("manhattan_*.png"), *out.glob("qq_*.png")]:
         if stale.name not in written:  # an earlier run's plot would read as this run's

@@ -1,26 +1,35 @@
 """Manhattan and QQ plots of GWAS summary statistics as PNG, fast on millions of variants.
 
 Both plots take LOG10_P (-log10 P, finite even where P underflows to 0), never P. Points with LOG10_P at
-or below ``thin_below`` are thinned to one per screen cell (deterministically: the first row in each
-cell); every point above it is drawn. Figures are drawn with the Agg canvas directly (no pyplot, no
-display, no global backend switch) and written atomically.
+or below ``thin_below`` are thinned to one per pixel of the axes (deterministically: the first row in each
+pixel cell); every point above it is drawn. A marker is wider than a pixel, so the thinned image is the
+full one up to sub-pixel shifts of overlapping markers.
+
+Speed: what costs is matplotlib's frame (ticks, labels, text layout: ~0.2 s a figure), not the points. A
+frame (axes, ticks, labels, fixed y range) is drawn once and kept as a background; each plot restores it
+and draws only its points, threshold line and texts on top (blitting), and its PNG is encoded on a
+background thread while the next plot is drawn. Y ranges are rounded up to a short ladder of values
+(10, 15, 20, 30, 50, 75, 100, ...) so that one frame serves all the plots of similar strength. Figures use
+the Agg canvas directly (no pyplot, no display, no global backend switch) and are written atomically.
 """
 
 from __future__ import annotations
 
 import math
 import os
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
 import pandas as pd
-from scipy import special  # not scipy.stats: its import costs ~0.5 s at every start-up
 
 from genetics._atomic import atomic_path
 from gwas.clump import chrom_order_key
 
 GENOME_WIDE_P = 5e-8
-CHI2_MEDIAN_1DF = float(special.chdtri(1, 0.5))  # median of χ²(1) = 0.4549364231195724
+CHI2_MEDIAN_1DF = 0.4549364231195724  # median of χ²(1) = scipy.special.chdtri(1, 0.5)
 COLORS = ("#1f4e79", "#6baed6")  # alternating chromosome colours
+LOG10_LABEL = "−log₁₀ P"  # plain text: matplotlib's mathtext parser costs ~0.3 s on first use
+PNG_COMPRESS_LEVEL = 3  # zlib level: 6 (the default) doubles the encoding time for a 2% smaller file
 
 
 def lambda_gc(
@@ -48,19 +57,26 @@ def lambda_gc(
     middle = [(values.size - 1) // 2, values.size // 2]
     picked = np.partition(values, middle)[middle]  # median of a monotone transform = transform of median
     if log10_p is not None:
+        from scipy import special  # imported when used: it costs ~0.3 s at start-up
+
         picked = special.chdtri(1, 10.0**-picked)  # χ²(1) upper quantile
     return float(np.mean(picked) / CHI2_MEDIAN_1DF)
 
 
 def thin_points(
-    x: np.ndarray, y: np.ndarray, thin_below: float = 2.0, bins: tuple[int, int] = (2000, 200)
+    x: np.ndarray,
+    y: np.ndarray,
+    thin_below: float = 2.0,
+    bins: tuple[int, int] = (2000, 200),
+    x_range: tuple[float, float] | None = None,
 ) -> np.ndarray:
     """Indices of the points to draw: every finite point with y > thin_below, one per cell below.
 
     Args:
         x, y: (m,) coordinates (y is LOG10_P; NaN points are dropped).
         thin_below: points with y <= this are binned on a ``bins`` = (x cells, y cells) grid over
-            [min x, max x] × [0, thin_below] and the first point of each occupied cell is kept.
+            ``x_range`` (default [min x, max x]) × [0, thin_below] and the first point (lowest row) of each
+            occupied cell is kept; points outside ``x_range`` fall in its edge cells.
 
     Returns:
         (k,) sorted int64 row indices.
@@ -73,8 +89,9 @@ def thin_points(
     if low.size == 0:
         return high
     nx, ny = bins
-    x0, span = x[low].min(), max(float(np.ptp(x[low])), 1e-12)
-    cx = np.minimum(((x[low] - x0) / span * nx).astype(np.int64), nx - 1)
+    x0, x1 = x_range if x_range is not None else (x[low].min(), x[low].max())
+    span = max(float(x1 - x0), 1e-12)
+    cx = np.clip(((x[low] - x0) / span * nx).astype(np.int64), 0, nx - 1)
     cy = np.clip((y[low] / max(thin_below, 1e-12) * ny).astype(np.int64), 0, ny - 1)
     first = np.full(nx * ny, -1, dtype=np.int64)
     first[(cx * ny + cy)[::-1]] = low[::-1]  # last write wins: reversed order keeps the first row
@@ -129,19 +146,169 @@ def manhattan_coordinates(table) -> tuple[np.ndarray, np.ndarray, list[str], np.
     return pos + offsets[rank], rank, [names[k] for k in order], offsets + lengths / 2
 
 
-def _new_figure(size: tuple[float, float]):
-    """A matplotlib Figure with the Agg canvas (imported here: matplotlib is slow to import)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
+def nice_top(value: float) -> float:
+    """Smallest of 1, 1.5, 2, 3, 5, 7.5 × 10^k that is >= ``value`` (> 0): y ranges that frames share."""
+    value = max(float(value), 1e-12)
+    decade = 10.0 ** math.floor(math.log10(value))
+    for step in (1.0, 1.5, 2.0, 3.0, 5.0, 7.5, 10.0):
+        if step * decade >= value * (1 - 1e-12):
+            return step * decade
+    return 10.0 * decade
 
-    fig = Figure(figsize=size)
-    FigureCanvasAgg(fig)
-    return fig
+
+def _shared_top(own: float, tops: list[float]) -> float:
+    """The y range to draw with: the smallest existing ``tops`` in [own, 2 × own], else ``own``, so a run's
+    plots of similar strength share one frame and no plot is flattened by more than half."""
+    fitting = [top for top in tops if own <= top <= 2 * own]
+    return min(fitting, default=own)
 
 
-def _save(fig, path: str | os.PathLike, dpi: int) -> None:
+class PngWriter:
+    """Encodes and writes PNGs on one background thread (zlib releases the GIL), atomically.
+
+    Use as a context manager; leaving it waits for every file and re-raises the first error.
+    """
+
+    def __init__(self) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="png-writer")
+        self._pending: list[Future] = []
+
+    def submit(self, rgb: np.ndarray, path: str | os.PathLike, dpi: int) -> None:
+        """Queue (H, W, 3) uint8 pixels for ``path`` (the array must not change afterwards)."""
+        self._pending.append(self._pool.submit(_write_png, rgb, path, dpi))
+
+    def close(self) -> None:
+        try:
+            for job in self._pending:
+                job.result()
+        finally:
+            self._pool.shutdown(wait=True)
+
+    def __enter__(self) -> PngWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _write_png(rgb: np.ndarray, path: str | os.PathLike, dpi: int) -> None:
+    from PIL import Image
+
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=dpi)
+        Image.fromarray(rgb, "RGB").save(tmp, format="png", dpi=(dpi, dpi), compress_level=PNG_COMPRESS_LEVEL)
+
+
+class _Frame:
+    """A figure whose static part (axes, ticks, labels) is drawn once; ``animated`` artists are drawn per
+    plot over a copy of it.
+
+    Args:
+        size: inches (width, height); margins: inches (left, bottom, right, top) around the axes.
+    """
+
+    def __init__(self, size: tuple[float, float], dpi: int, margins: tuple[float, float, float, float]):
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+
+        self.dpi = dpi
+        self.figure = Figure(figsize=size, dpi=dpi)
+        self.canvas = FigureCanvasAgg(self.figure)
+        left, bottom, right, top = margins
+        width, height = size
+        self.ax = self.figure.add_axes(
+            (left / width, bottom / height, 1 - (left + right) / width, 1 - (bottom + top) / height)
+        )
+        self.ax.title.set_animated(True)
+        self._background = None
+
+    @property
+    def pixels(self) -> tuple[int, int]:
+        """(width, height) of the axes in pixels."""
+        box = self.ax.get_position()
+        w, h = self.figure.get_size_inches() * self.dpi
+        return max(1, int(round(box.width * w))), max(1, int(round(box.height * h)))
+
+    def finish(self) -> None:
+        """Draw the static part once (call after adding every static artist)."""
+        self.canvas.draw()
+        self._background = self.canvas.copy_from_bbox(self.figure.bbox)
+
+    def render(self, artists: list, writer: PngWriter | None, path: str | os.PathLike) -> None:
+        """Restore the static part, draw ``artists`` (and the title) over it and write the PNG."""
+        self.canvas.restore_region(self._background)
+        for artist in [*artists, self.ax.title]:
+            self.ax.draw_artist(artist)
+        rgb = np.array(self.canvas.buffer_rgba())[:, :, :3]  # a copy: the next plot reuses the canvas
+        if writer is None:
+            _write_png(rgb, path, self.dpi)
+        else:
+            writer.submit(rgb, path, self.dpi)
+
+
+class ManhattanPlotter:
+    """Manhattan plots of many LOG10_P vectors over the same variants, sharing frames.
+
+    Args:
+        table: pandas or polars table with CHROM and POS, one row per variant (m rows).
+        genome_wide: P threshold drawn as a dashed line (5e-8).
+        thin_below: LOG10_P up to which points are thinned to one per pixel (see ``thin_points``).
+    """
+
+    def __init__(
+        self,
+        table,
+        *,
+        genome_wide: float = GENOME_WIDE_P,
+        thin_below: float = 2.0,
+        size: tuple[float, float] = (12.0, 4.5),
+        dpi: int = 150,
+    ):
+        self.x, self.rank, self.names, self.centres = manhattan_coordinates(table)
+        self.line = -math.log10(genome_wide)
+        self.thin_below, self.size, self.dpi = thin_below, size, dpi
+        pad = 0.005 * (float(np.ptp(self.x)) if self.x.size else 1.0)
+        self.xlim = (self.x.min(initial=0.0) - pad, self.x.max(initial=1.0) + pad)
+        self._frames: dict[float, tuple[_Frame, list]] = {}
+
+    def _frame(self, top: float) -> tuple[_Frame, list]:
+        if top in self._frames:
+            return self._frames[top]
+        frame = _Frame(self.size, self.dpi, margins=(0.7, 0.55, 0.15, 0.35))
+        ax = frame.ax
+        labels = [n if len(self.names) < 30 or k % 2 == 0 else "" for k, n in enumerate(self.names)]
+        ax.set_xticks(self.centres, labels, fontsize=7)
+        ax.set_xlim(*self.xlim)
+        ax.set_ylim(0, top)
+        ax.set_xlabel("chromosome")
+        ax.set_ylabel(LOG10_LABEL)
+        ax.spines[["top", "right"]].set_visible(False)
+        points = [
+            ax.plot([], [], ls="", marker="o", ms=1.6, mew=0, color=colour, animated=True)[0]
+            for colour in COLORS
+        ]
+        line = ax.axhline(self.line, color="#c0392b", ls="--", lw=0.8, animated=True)
+        frame.finish()
+        self._frames[top] = (frame, [*points, line])
+        return self._frames[top]
+
+    def plot(
+        self, log10_p: np.ndarray, path: str | os.PathLike, title: str = "", writer: PngWriter | None = None
+    ) -> int:
+        """Draw (m,) LOG10_P (NaN: not drawn; +inf: at the top) and write the PNG; return points drawn."""
+        log10p = np.asarray(log10_p, dtype=np.float64)
+        finite_max = np.nanmax(np.where(np.isinf(log10p), np.nan, log10p), initial=0.0)
+        log10p = np.where(np.isposinf(log10p), finite_max, log10p)  # P = 0 without LOG10_P: top of the plot
+        top = _shared_top(nice_top(max(finite_max, self.line) * 1.08 + 0.5), list(self._frames))
+        frame, artists = self._frame(top)
+        width, height = frame.pixels
+        bins = (width, max(1, math.ceil(height * self.thin_below / top)))
+        drawn = thin_points(self.x, log10p, self.thin_below, bins, x_range=self.xlim)
+        for parity, points in enumerate(artists[:2]):
+            sel = drawn[self.rank[drawn] % 2 == parity]
+            points.set_data(self.x[sel], log10p[sel])
+        frame.ax.set_title(title, fontsize=10)
+        frame.render(artists, writer, path)
+        return int(drawn.size)
 
 
 def manhattan(
@@ -169,33 +336,8 @@ def manhattan(
     if phenotype is not None:
         keep = _column(sumstats, "phenotype") == phenotype
         sumstats = sumstats[keep] if isinstance(sumstats, pd.DataFrame) else sumstats.filter(keep)
-    log10p = _log10_p(sumstats)
-    x, rank, names, centres = manhattan_coordinates(sumstats)
-    finite_max = np.nanmax(np.where(np.isinf(log10p), np.nan, log10p), initial=0.0)
-    log10p = np.where(np.isposinf(log10p), finite_max, log10p)  # P = 0 without LOG10_P: top of the plot
-    line = -math.log10(genome_wide)
-    top = max(finite_max, line) * 1.08 + 0.5
-    bins = (int(size[0] * dpi), max(1, int(size[1] * dpi * thin_below / top)))
-    drawn = thin_points(x, log10p, thin_below, bins)
-    fig = _new_figure(size)
-    ax = fig.add_subplot()
-    for parity, colour in enumerate(COLORS):
-        sel = drawn[rank[drawn] % 2 == parity]
-        ax.plot(x[sel], log10p[sel], ls="", marker="o", ms=1.6, mew=0, color=colour, rasterized=True)
-    ax.axhline(line, color="#c0392b", ls="--", lw=0.8)
-    ax.set_xticks(
-        centres, [n if len(names) < 30 or k % 2 == 0 else "" for k, n in enumerate(names)], fontsize=7
-    )
-    pad = 0.005 * (np.ptp(x) if x.size else 1.0)
-    ax.set_xlim(x.min(initial=0.0) - pad, x.max(initial=1.0) + pad)
-    ax.set_ylim(0, top)
-    ax.set_xlabel("chromosome")
-    ax.set_ylabel(r"$-\log_{10} P$")
-    ax.spines[["top", "right"]].set_visible(False)
-    ax.set_title(title or (phenotype or ""), fontsize=10)
-    fig.tight_layout()
-    _save(fig, path, dpi)
-    return int(drawn.size)
+    plotter = ManhattanPlotter(sumstats, genome_wide=genome_wide, thin_below=thin_below, size=size, dpi=dpi)
+    return plotter.plot(_log10_p(sumstats), path, title or (phenotype or ""))
 
 
 def qq_coordinates(log10_p: np.ndarray, ci: float = 0.95, n_band: int = 400) -> dict[str, np.ndarray]:
@@ -210,10 +352,73 @@ def qq_coordinates(log10_p: np.ndarray, ci: float = 0.95, n_band: int = 400) -> 
     expected = -np.log10((ranks - 0.5) / m)
     grid = np.unique(np.round(np.geomspace(1, max(m, 1), n_band)).astype(np.int64))
     alpha = (1 - ci) / 2
+    from scipy import special  # imported when used: it costs ~0.3 s at start-up
+
     low = -np.log10(special.betaincinv(grid, m - grid + 1, 1 - alpha))  # Beta quantiles
     high = -np.log10(special.betaincinv(grid, m - grid + 1, alpha))
     return {"expected": expected, "observed": observed, "band_x": expected[grid - 1] if m else grid * 0.0,
             "band_low": low, "band_high": high}  # fmt: skip
+
+
+class QQPlotter:
+    """QQ plots of many LOG10_P vectors, sharing a frame per (number of values, y range)."""
+
+    def __init__(
+        self,
+        *,
+        ci: float = 0.95,
+        thin_below: float = 2.0,
+        size: tuple[float, float] = (5.0, 5.0),
+        dpi: int = 150,
+    ):
+        self.ci, self.thin_below, self.size, self.dpi = ci, thin_below, size, dpi
+        self._frames: dict[tuple[int, float], tuple[_Frame, list, dict]] = {}
+
+    def _frame(self, m: int, top: float) -> tuple[_Frame, list, dict]:
+        if (m, top) in self._frames:
+            return self._frames[(m, top)]
+        frame = _Frame(self.size, self.dpi, margins=(0.7, 0.55, 0.15, 0.35))
+        ax = frame.ax
+        coords = qq_coordinates(np.zeros(m), self.ci)  # expected values and band depend on m only
+        ax.fill_between(coords["band_x"], coords["band_low"], coords["band_high"], color="#dddddd", lw=0)
+        diagonal = coords["expected"].max(initial=1.0)
+        ax.plot([0, diagonal], [0, diagonal], color="#c0392b", lw=0.8)
+        ax.set_xlim(0, diagonal * 1.02)
+        ax.set_ylim(0, top)
+        ax.set_xlabel(f"expected {LOG10_LABEL}")
+        ax.set_ylabel(f"observed {LOG10_LABEL}")
+        ax.spines[["top", "right"]].set_visible(False)
+        points = ax.plot([], [], ls="", marker="o", ms=2, mew=0, color=COLORS[0], animated=True)[0]
+        label = ax.text(0.04, 0.94, "", transform=ax.transAxes, va="top", animated=True)
+        frame.finish()
+        self._frames[(m, top)] = (frame, [points, label], coords)
+        return self._frames[(m, top)]
+
+    def plot(
+        self, log10_p, path: str | os.PathLike, title: str = "", writer: PngWriter | None = None
+    ) -> float:
+        """Draw (m,) LOG10_P (or a table with LOG10_P or P) and write the PNG; return lambda_GC."""
+        if hasattr(log10_p, "columns"):
+            log10_p = _log10_p(log10_p)
+        log10_p = np.asarray(log10_p, dtype=np.float64)
+        finite = log10_p[~np.isnan(log10_p)]
+        finite = np.where(np.isposinf(finite), np.max(finite[np.isfinite(finite)], initial=0.0), finite)
+        observed = np.sort(finite)[::-1]
+        m = observed.size
+        lam = lambda_gc(log10_p=finite)
+        expected_max = -math.log10(0.5 / m) if m else 1.0
+        own = nice_top(max(observed.max(initial=1.0), expected_max) * 1.05)
+        top = _shared_top(own, [t for size, t in self._frames if size == m])
+        frame, (points, label), coords = self._frame(m, top)
+        expected = coords["expected"]
+        width, height = frame.pixels
+        bins = (width, max(1, math.ceil(height * self.thin_below / top)))
+        drawn = thin_points(expected, observed, self.thin_below, bins, x_range=frame.ax.get_xlim())
+        points.set_data(expected[drawn], observed[drawn])
+        label.set_text(f"λ_GC = {lam:.3f}")
+        frame.ax.set_title(title, fontsize=10)
+        frame.render([points, label], writer, path)
+        return lam
 
 
 def qq(
@@ -234,29 +439,4 @@ def qq(
     Returns:
         lambda_GC of the plotted values.
     """
-    if hasattr(log10_p, "columns"):
-        log10_p = _log10_p(log10_p)
-    log10_p = np.asarray(log10_p, dtype=np.float64)
-    finite = log10_p[~np.isnan(log10_p)]
-    finite = np.where(np.isposinf(finite), np.max(finite[np.isfinite(finite)], initial=0.0), finite)
-    coords = qq_coordinates(finite, ci)
-    lam = lambda_gc(log10_p=finite)
-    top = max(coords["observed"].max(initial=1.0), coords["expected"].max(initial=1.0)) * 1.05
-    drawn = thin_points(coords["expected"], coords["observed"], thin_below, (int(size[0] * dpi), 200))
-    fig = _new_figure(size)
-    ax = fig.add_subplot()
-    ax.fill_between(coords["band_x"], coords["band_low"], coords["band_high"], color="#dddddd", lw=0)
-    diagonal = coords["expected"].max(initial=1.0)
-    ax.plot([0, diagonal], [0, diagonal], color="#c0392b", lw=0.8)
-    ax.plot(coords["expected"][drawn], coords["observed"][drawn], ls="", marker="o", ms=2, mew=0,
-            color=COLORS[0], rasterized=True)  # fmt: skip
-    ax.text(0.04, 0.94, rf"$\lambda_{{GC}}$ = {lam:.3f}", transform=ax.transAxes, va="top")
-    ax.set_xlim(0, coords["expected"].max(initial=1.0) * 1.02)
-    ax.set_ylim(0, top)
-    ax.set_xlabel(r"expected $-\log_{10} P$")
-    ax.set_ylabel(r"observed $-\log_{10} P$")
-    ax.spines[["top", "right"]].set_visible(False)
-    ax.set_title(title or "", fontsize=10)
-    fig.tight_layout()
-    _save(fig, path, dpi)
-    return lam
+    return QQPlotter(ci=ci, thin_below=thin_below, size=size, dpi=dpi).plot(log10_p, path, title or "")

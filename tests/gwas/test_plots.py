@@ -11,7 +11,18 @@ import polars as pl
 import pytest
 from scipy import stats
 
-from gwas.plots import lambda_gc, manhattan, manhattan_coordinates, qq, qq_coordinates, thin_points
+from gwas.plots import (
+    ManhattanPlotter,
+    PngWriter,
+    QQPlotter,
+    lambda_gc,
+    manhattan,
+    manhattan_coordinates,
+    nice_top,
+    qq,
+    qq_coordinates,
+    thin_points,
+)
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -111,3 +122,88 @@ def test_lambda_gc_null_and_inflated():
     assert np.isnan(lambda_gc(chi2=np.array([np.nan])))
     with pytest.raises(ValueError):
         lambda_gc(chi2=chi2, log10_p=log10p)
+
+
+def _cells(x, y, thin_below, bins, x_range):
+    """Reference cell of each point, one point at a time (the obvious way)."""
+    (nx, ny), (x0, x1) = bins, x_range
+    out = []
+    for xi, yi in zip(x, y, strict=True):
+        cx = min(max(int((xi - x0) / (x1 - x0) * nx), 0), nx - 1)
+        cy = min(max(int(yi / thin_below * ny), 0), ny - 1)
+        out.append(cx * ny + cy)
+    return np.array(out)
+
+
+def test_thinning_equals_a_loop_and_covers_every_occupied_cell():
+    rng = np.random.default_rng(4)
+    m, bins, thin_below = 300_000, (600, 40), 2.0
+    x = rng.uniform(0, 3e9, m)
+    y = -np.log10(rng.random(m))
+    y[rng.choice(m, 100, replace=False)] = np.nan
+    x_range = (-1e7, 3.01e9)
+    keep = thin_points(x, y, thin_below, bins, x_range=x_range)
+    expected, seen = [], set()  # reference: every row above the threshold, the first row of each cell
+    cells = _cells(x, np.nan_to_num(y), thin_below, bins, x_range)
+    for i in range(m):
+        if np.isnan(y[i]):
+            continue
+        if y[i] > thin_below:
+            expected.append(i)
+        elif cells[i] not in seen:
+            seen.add(cells[i])
+            expected.append(i)
+    assert np.array_equal(keep, np.array(sorted(expected)))
+    low = ~np.isnan(y) & (y <= thin_below)
+    kept_low = keep[y[keep] <= thin_below]
+    assert set(cells[kept_low]) == set(cells[low])  # at least (here: exactly) one point per occupied cell
+    assert np.isin(np.flatnonzero(y > thin_below), keep).all()
+
+
+def _pixels(path: Path) -> np.ndarray:
+    from PIL import Image
+
+    with Image.open(path) as image:
+        return np.asarray(image.convert("RGB"))
+
+
+def test_million_point_plots_keep_every_significant_point(tmp_path):
+    m = 1_000_000
+    table = sumstats(m, seed=5)
+    y = table["LOG10_P"].to_numpy()
+    plotter = ManhattanPlotter(table)
+    with PngWriter() as writer:
+        drawn = plotter.plot(y, tmp_path / "m.png", "one million", writer)
+        lam = QQPlotter().plot(y, tmp_path / "q.png", "one million", writer)
+    assert png_size(tmp_path / "m.png") == (1800, 675) and png_size(tmp_path / "q.png") == (750, 750)
+    assert (y > 2).sum() <= drawn < m // 5
+    assert lam == pytest.approx(1.0, abs=0.02)
+    frame, _ = next(iter(plotter._frames.values()))
+    width, height = frame.pixels
+    top = next(iter(plotter._frames))
+    bins = (width, int(np.ceil(height * 2.0 / top)))
+    keep = thin_points(plotter.x, y, 2.0, bins, x_range=plotter.xlim)
+    assert keep.size == drawn and np.isin(np.flatnonzero(y > 2), keep).all()
+
+
+def test_shared_frames_draw_what_a_fresh_figure_draws(tmp_path):
+    table = sumstats(20_000, seed=6)
+    weak = table["LOG10_P"].to_numpy().copy()
+    weak[weak > 6] = 6.0
+    shared = ManhattanPlotter(table)
+    shared.plot(table["LOG10_P"].to_numpy(), tmp_path / "strong.png", "strong")
+    shared.plot(weak, tmp_path / "weak_shared.png", "weak")
+    assert len(shared._frames) == 2  # 500 and 10 are too far apart to share a y range
+    shared.plot(weak * 1.2, tmp_path / "weak2.png", "weak 2")
+    assert len(shared._frames) == 2  # 7.2 draws on the frame of 6.0 (both within a factor of 2 of 10)
+    manhattan(table.assign(LOG10_P=weak), tmp_path / "weak_fresh.png", title="weak")
+    assert np.array_equal(_pixels(tmp_path / "weak_shared.png"), _pixels(tmp_path / "weak_fresh.png"))
+    qqs = QQPlotter()
+    qqs.plot(table["LOG10_P"].to_numpy(), tmp_path / "q_strong.png", "x")
+    qqs.plot(weak, tmp_path / "q_shared.png", "x")
+    qq(weak, tmp_path / "q_fresh.png", title="x")
+    assert np.array_equal(_pixels(tmp_path / "q_shared.png"), _pixels(tmp_path / "q_fresh.png"))
+
+
+def test_nice_top_ladder():
+    assert [nice_top(v) for v in (0.9, 8.4, 10.0, 10.5, 16, 31, 80, 499)] == [1, 10, 10, 15, 20, 50, 100, 500]
