@@ -9,7 +9,6 @@ Cells are numbered in lexicographic (C) order of their grid index.
 from __future__ import annotations
 
 import itertools
-import warnings
 from collections.abc import Sequence
 
 import torch
@@ -23,30 +22,52 @@ def cell_index(grid: Sequence[int]) -> torch.Tensor:
     return torch.tensor(list(itertools.product(*(range(n) for n in grid))), dtype=torch.long)
 
 
+def _default_patch(cell: int, multiple: int) -> int:
+    """Default patch side in a cell of ``cell`` voxels: the largest multiple leaving a gap of cell // 8 (≥ 1)."""
+    return ((cell - max(1, cell // 8)) // multiple) * multiple
+
+
+def smallest_grid_side(cells: int, multiple: int) -> int:
+    """The smallest image side whose default patches (``cells`` per side) span ≥ 2 × ``multiple`` voxels.
+
+    >>> smallest_grid_side(3, 4), smallest_grid_side(3, 8)
+    (27, 54)
+    """
+    side = cells
+    while _default_patch(side // cells, multiple) < 2 * multiple:
+        side += 1
+    return side
+
+
 def grid_patch_size(
     spatial: Sequence[int], grid: Sequence[int], patch_size: int | Sequence[int] | None, multiple: int
 ) -> tuple[int, ...]:
     """The patch size of a grid: ``patch_size`` if given, else the largest multiple of ``multiple``
-    that leaves a gap of at least ``cell // 8`` (≥ 1 voxel) in each cell."""
+    that leaves a gap of at least ``cell // 8`` (≥ 1 voxel) in each cell.
+
+    Raises:
+        ImagingError: the patches do not fit their cells, or (default patches, ``multiple`` > 1) an encoder
+            pooling by ``multiple`` would see each patch as one voxel at its deepest level, where nothing
+            can be learnt; the message names the smallest workable image size.
+    """
     cells = [n // k for n, k in zip(spatial, grid, strict=True)]
     if patch_size is not None:
         size = (patch_size,) * len(cells) if isinstance(patch_size, int) else tuple(patch_size)
     else:
-        size = tuple(((c - max(1, c // 8)) // multiple) * multiple for c in cells)
+        size = tuple(_default_patch(c, multiple) for c in cells)
     if any(s < 1 or s > c for s, c in zip(size, cells, strict=True)):
         raise ImagingError(
             f"images of size {tuple(spatial)} split into a {tuple(grid)} grid give cells of {tuple(cells)} "
             f"voxels, too small for patches of {size}; use larger images (size=...), a smaller "
             "patch_size or a smaller patch_multiple"
         )
-    if patch_size is None and multiple > 1 and any(s < 2 * multiple for s in size):
-        # A U-Net pooling by ``multiple`` sees such a patch as one voxel at its deepest level, where
-        # instance norm is constant: the encoder then gets no gradient at all (seen at 24³ with depth 3).
-        warnings.warn(
-            f"patches of {size} voxels reach an encoder pooling by {multiple} as one voxel; with instance "
-            f"norm it cannot learn: use images of at least {tuple((2 * multiple + 1) * k for k in grid)} "
-            "voxels (size=...), a shallower encoder or a smaller grid",
-            stacklevel=2,
+    if patch_size is None and multiple > 1 and all(s // multiple <= 1 for s in size):
+        # Seen at 24³ with depth 3: one voxel per patch at the deepest level, instance norm outputs a
+        # constant there and the encoder gets no gradient at all. Refused rather than trained for nothing.
+        smallest = tuple(smallest_grid_side(k, multiple) for k in grid)
+        raise ImagingError(
+            f"patches of {size} voxels reach an encoder pooling by {multiple} as one voxel, where it cannot "
+            f"learn; use images of at least {smallest} voxels (size=...), a shallower encoder or a smaller grid"
         )
     return size
 

@@ -45,6 +45,10 @@ class ProxyTask(nn.Module):
     def forward(self, batch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         raise NotImplementedError
 
+    def chance_accuracy(self, batch: Mapping[str, torch.Tensor]) -> float | None:
+        """The ``"accuracy"`` a guess would reach on ``batch`` (e.g. 1 / classes); None: no accuracy."""
+        return None
+
     def encoder_state_dict(self) -> dict[str, torch.Tensor]:
         """The shared encoder's weights: what ``contig finetune`` transfers."""
         return self.encoder.state_dict()

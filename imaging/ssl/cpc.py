@@ -149,3 +149,9 @@ class CPC(ProxyTask):
         if accuracies:
             out["accuracy"] = torch.stack(accuracies).mean()
         return out
+
+    def chance_accuracy(self, batch: Mapping[str, torch.Tensor]) -> float | None:
+        """1 / (B·K) with InfoNCE (every patch code of the batch is a candidate); None with the binary loss."""
+        if self.loss_kind != "infonce":
+            return None
+        return 1.0 / (batch["patches"].shape[0] * batch["patches"].shape[1])

@@ -18,7 +18,7 @@ from torch import nn
 from imaging.registry import TASKS
 from imaging.ssl import _grid
 from imaging.ssl.base import ProxyTask
-from imaging.ssl.heads import accuracy, check_choice, encode_patches, mlp
+from imaging.ssl.heads import accuracy, check_choice, encode_patches, mlp, pooled_width
 from imaging.ssl.permutations import hamming_permutations, random_permutations
 
 
@@ -34,6 +34,7 @@ class Jigsaw(ProxyTask):
         permutation_seed: seed of the permutation set (stored with the weights as a buffer).
         patch_size, patch_multiple, jitter: tile geometry as in ``rpl``.
         tile_features: width of the shared per-tile layer; hidden: width of the classifier's hidden layer.
+        pool_grid: cells per axis of each tile's pooled deepest map (1: global average).
     """
 
     def __init__(
@@ -48,6 +49,7 @@ class Jigsaw(ProxyTask):
         jitter: bool = True,
         tile_features: int = 64,
         hidden: int = 512,
+        pool_grid: int = 2,
     ):
         super().__init__(encoder, dim)
         check_choice("jigsaw", "selection", selection, ("hamming", "random"))
@@ -58,7 +60,9 @@ class Jigsaw(ProxyTask):
         self.register_buffer("permutations", perms)  # (P, K), saved with the weights
         self._cpu_permutations = perms.clone()  # make_batch runs in (forked) CPU workers
         self.patch_size, self.patch_multiple, self.jitter = patch_size, patch_multiple, jitter
-        self.tile = nn.Sequential(nn.Linear(encoder.num_features, tile_features), nn.ReLU(inplace=True))
+        self.pool_grid = pool_grid
+        width = pooled_width(encoder, dim, pool_grid)
+        self.tile = nn.Sequential(nn.Linear(width, tile_features), nn.ReLU(inplace=True))
         self.head = mlp(self.num_tiles * tile_features, hidden, num_permutations)
 
     def tiles(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -80,6 +84,11 @@ class Jigsaw(ProxyTask):
         return {"tiles": shuffled, "label": labels}
 
     def forward(self, batch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        features = self.tile(encode_patches(self.encoder, batch["tiles"]))  # (B, K, tile_features)
+        tiles = encode_patches(self.encoder, batch["tiles"], self.pool_grid)  # (B, K, F·g^dim)
+        features = self.tile(tiles)  # (B, K, tile_features)
         logits = self.head(features.flatten(1))
         return {"loss": F.cross_entropy(logits, batch["label"]), "accuracy": accuracy(logits, batch["label"])}
+
+    def chance_accuracy(self, batch: Mapping[str, torch.Tensor]) -> float:
+        """1 / number of permutations."""
+        return 1.0 / len(self.permutations)

@@ -18,7 +18,7 @@ from imaging.augment import grid_offsets
 from imaging.registry import TASKS
 from imaging.ssl import _grid
 from imaging.ssl.base import ProxyTask
-from imaging.ssl.heads import accuracy, encode_patches, mlp
+from imaging.ssl.heads import accuracy, encode_patches, mlp, pooled_width
 
 OFFSETS = {2: grid_offsets(2), 3: grid_offsets(3)}
 
@@ -34,6 +34,7 @@ class RelativePatchLocation(ProxyTask):
         patch_multiple: default patch sides are multiples of this (e.g. 2**(depth−1) of a U-Net).
         jitter: random patch position inside its cell (else centred).
         hidden: hidden width of the head on the two concatenated feature vectors.
+        pool_grid: cells per axis of each patch's pooled deepest map (1: global average).
     """
 
     def __init__(
@@ -44,13 +45,15 @@ class RelativePatchLocation(ProxyTask):
         patch_multiple: int = 8,
         jitter: bool = True,
         hidden: int = 256,
+        pool_grid: int = 2,
     ):
         super().__init__(encoder, dim)
         self.patch_size, self.patch_multiple, self.jitter = patch_size, patch_multiple, jitter
         self.grid = (3,) * dim
         self.register_buffer("offsets", OFFSETS[dim].clone(), persistent=False)
         self.num_classes = len(OFFSETS[dim])
-        self.head = mlp(2 * encoder.num_features, hidden, self.num_classes)
+        self.pool_grid = pool_grid
+        self.head = mlp(2 * pooled_width(encoder, dim, pool_grid), hidden, self.num_classes)
 
     def make_batch(self, images: torch.Tensor, generator: torch.Generator) -> dict[str, torch.Tensor]:
         """(B, C, *spatial) → {"patches": (B, 2, C, *patch) centre then neighbour, "label": (B,)}."""
@@ -65,9 +68,13 @@ class RelativePatchLocation(ProxyTask):
         return {"patches": _grid.extract(images, chosen, patch), "label": labels}
 
     def forward(self, batch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        features = encode_patches(self.encoder, batch["patches"])  # (B, 2, F)
+        features = encode_patches(self.encoder, batch["patches"], self.pool_grid)  # (B, 2, F·g^dim)
         logits = self.head(features.flatten(1))
         return {"loss": F.cross_entropy(logits, batch["label"]), "accuracy": accuracy(logits, batch["label"])}
+
+    def chance_accuracy(self, batch: Mapping[str, torch.Tensor]) -> float:
+        """1 / number of neighbour positions."""
+        return 1.0 / self.num_classes
 
 
 def _flat(index: torch.Tensor) -> torch.Tensor:

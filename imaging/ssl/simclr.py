@@ -116,3 +116,7 @@ class SimCLR(ProxyTask):
             partner = torch.cat([torch.arange(n, 2 * n), torch.arange(n)]).to(z.device)
             accuracy = (similarity.argmax(1) == partner).float().mean()
         return {"loss": nt_xent(z1, z2, self.temperature), "accuracy": accuracy}
+
+    def chance_accuracy(self, batch: Mapping[str, torch.Tensor]) -> float:
+        """1 / (2N − 1): the other view is one of the 2N − 1 candidates."""
+        return 1.0 / max(1, 2 * batch["view1"].shape[0] - 1)

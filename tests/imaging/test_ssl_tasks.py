@@ -15,8 +15,8 @@ TASK_NAMES = ["cpc", "rotation", "rpl", "jigsaw", "exemplar", "simclr"]
 SMALL = {
     "cpc": {"patch_size": 4, "code_size": 8, "predict_steps": 1},
     "rotation": {},
-    "rpl": {"patch_multiple": 2, "hidden": 8},
-    "jigsaw": {"num_permutations": 10, "patch_multiple": 2, "tile_features": 4, "hidden": 8},
+    "rpl": {"patch_multiple": 1, "hidden": 8},  # TinyEncoder does not pool
+    "jigsaw": {"num_permutations": 10, "patch_multiple": 1, "tile_features": 4, "hidden": 8},
     "exemplar": {"embed_dim": 8, "hidden": 8},
     "simclr": {"projection_dim": 8, "hidden": 8},
 }
@@ -184,7 +184,7 @@ def test_unsupported_dim_is_a_typed_error():
         ("cpc", {"context": "masked_conv", "loss": "binary"}),
         ("cpc", {"context": "masked_conv", "stride": 4}),
         ("exemplar", {"loss": "infonce"}),
-        ("jigsaw", {"selection": "random", "patch_multiple": 2}),
+        ("jigsaw", {"selection": "random", "patch_multiple": 1}),
         ("simclr", {"level": "volume", "crop_scale": (0.5, 1.0)}),
     ],
 )
