@@ -1,11 +1,13 @@
 """Flags shared by every training command (``pretrain``, ``ssl``, ``finetune``, ``translate``, ``mil train``).
 
 ``@training_options`` adds ``--config FILE``, ``--out DIR``, ``--max-steps N``, ``--epochs N``,
-``--batch-size N``, ``--seed N``, ``--device auto|cpu|cuda``, ``--resume`` and trailing ``KEY=VALUE``
-overrides. ``resolve_training_config(cls, kwargs)`` turns them into the command's config dataclass:
+``--batch-size N``, ``--seed N``, ``--device auto|cpu|cuda``, ``--resume``, ``--overwrite`` and trailing
+``KEY=VALUE`` overrides. ``resolve_training_config(cls, kwargs)`` turns them into the command's config dataclass:
 defaults → YAML file → ``KEY=VALUE`` overrides → explicit flags (the last one wins). With ``--resume``
 and no ``--config``, the run directory's own ``config.yaml`` is the starting point, so
-``contig ssl --out run1 --resume`` continues with the settings ``run1`` was started with.
+``contig ssl --out run1 --resume`` continues with the settings ``run1`` was started with. A non-empty ``--out`` is refused unless
+``--resume`` or ``--overwrite`` says what to do with it (``contig.cli._out_folder``); call
+``start_run(config, kwargs, "ssl")`` right before training to clear (``--overwrite``) and record it.
 
 Usage in a command module::
 
@@ -13,6 +15,7 @@ Usage in a command module::
     @training_options
     def command(**kwargs):
         config = resolve_training_config(SslConfig, kwargs)
+        start_run(config, kwargs, "ssl")
         Trainer(model, loss_fn, data, config).fit(resume=kwargs["resume"])
 """
 
@@ -25,6 +28,7 @@ from typing import Any, TypeVar
 
 import click
 
+from contig.cli._out_folder import OVERWRITE_OPTION, begin_out_folder, check_out_folder
 from imaging.training.config import ConfigError, apply_overrides, from_dict, load_config
 
 T = TypeVar("T")
@@ -38,7 +42,7 @@ FLAG_FIELDS = {
     "seed": "seed",
     "device": "device",
 }
-TRAINING_KEYS = ("config_path", "resume", "overrides", *FLAG_FIELDS)
+TRAINING_KEYS = ("config_path", "resume", "overwrite", "overrides", *FLAG_FIELDS)
 
 _TRAINING_FLAGS = [
     click.option(
@@ -75,6 +79,7 @@ _TRAINING_FLAGS = [
         help="Where to train [default: auto].",
     ),
     click.option("--resume", is_flag=True, help="Continue from last.* in the run directory."),
+    OVERWRITE_OPTION,
     click.argument("overrides", nargs=-1, metavar="[KEY=VALUE]..."),
 ]
 
@@ -125,7 +130,25 @@ def resolve_training_config(cls: type[T], kwargs: dict[str, Any]) -> T:
             )
             error.exit_code = 2  # bad usage, found before anything runs
             raise error
+    if getattr(config, "out", None):
+        check_out_folder(
+            config.out, resume=bool(kwargs.get("resume")), overwrite=bool(kwargs.get("overwrite"))
+        )
     return config
+
+
+def start_run(config: Any, kwargs: dict[str, Any], command: str) -> None:
+    """Create the run directory ``config.out`` (cleared first with ``--overwrite``) and record the command
+    and a fingerprint of its data (``data``, ``val_data``) in ``contig-run.json``; a ``--resume`` on
+    changed data is refused. Call it after the command's own checks, right before training."""
+    inputs = [getattr(config, name, None) for name in ("data", "val_data")]
+    begin_out_folder(
+        config.out,
+        command,
+        resume=bool(kwargs.get("resume")),
+        overwrite=bool(kwargs.get("overwrite")),
+        inputs=[path for path in inputs if isinstance(path, str) and path],
+    )
 
 
 def _base_config(cls: type[T], kwargs: dict[str, Any]) -> T:
@@ -150,4 +173,4 @@ def _default_out(cls: type) -> str | None:
     return None
 
 
-__all__ = ["FLAG_FIELDS", "TRAINING_KEYS", "resolve_training_config", "training_options"]
+__all__ = ["FLAG_FIELDS", "TRAINING_KEYS", "resolve_training_config", "start_run", "training_options"]

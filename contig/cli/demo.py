@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import click
 
+from contig.cli._out_folder import OVERWRITE_OPTION, check_out_folder, clear_out_folder
+
 EXAMPLES = """\b
 Examples:
   contig demo --out demo-out            # default size: at most 15 minutes on 2 CPU cores
   contig demo --out demo-quick --quick  # smaller cohort: at most 3 minutes
+  contig demo --out demo-quick --quick --seed 1 --overwrite   # replace a folder made with seed 0
 """
 
 
@@ -18,7 +21,8 @@ Examples:
 @click.option("--quick", is_flag=True, help="A smaller cohort.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--quiet", is_flag=True, help="No progress bars.")
-def command(out: str, quick: bool, seed: int, quiet: bool) -> None:
+@OVERWRITE_OPTION
+def command(out: str, quick: bool, seed: int, quiet: bool, overwrite: bool) -> None:
     """Simulate a biobank, pretrain ContIG beside its controls, GWAS the features, benchmark downstream.
 
     simulate → pretrain ContIG (SNP, PGS, burden; some people missing some) and, with the same budget,
@@ -26,9 +30,13 @@ def command(out: str, quick: bool, seed: int, quiet: bool) -> None:
     and held-out people → embed → PCA → covariate residuals → rank-INT → GWAS → loci matched one-to-one to
     truth.json, against the oracle (the true traits) → linear probes and early-stopped fine-tuning at
     label fractions → report.html + report.json. Re-running with the same --out and settings reuses
-    finished stages; a folder made with another seed or size is refused.
+    finished stages; a folder made with another seed or size is refused (--overwrite replaces it).
     """
     from contig.demo import run_demo
+
+    if overwrite:
+        check_out_folder(out, overwrite=True)
+        clear_out_folder(out)
 
     report = run_demo(out, quick=quick, seed=seed, progress=not quiet)
     for name, evaluation in report["alignment"].items():

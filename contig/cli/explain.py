@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from contig.cli._out_folder import OVERWRITE_OPTION, begin_out_folder
+
 EPILOG = """\b
 Examples:
   contig explain --run runs/contig --out explain
@@ -34,11 +36,13 @@ Examples:
 )
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def command(run_dir, out, split, steps, reference, top, seed, quiet) -> None:
+@OVERWRITE_OPTION
+def command(run_dir, out, split, steps, reference, top, seed, quiet, overwrite) -> None:
     """Per modality: top_<m>.tsv/.png (features ranked by mean |IG|), people_<m>.tsv (each person's top
     features) and attributions_<m>.parquet (people × features), from a mean-dosage baseline."""
     from contig.explain import explain_run
 
+    begin_out_folder(out, "explain", overwrite=overwrite)
     tops = explain_run(run_dir, out, split, reference, steps, top, seed, progress=not quiet)
     for modality, table in tops.items():
         best = table.iloc[0]

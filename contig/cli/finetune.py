@@ -13,7 +13,7 @@ from pathlib import Path
 
 import click
 
-from contig.cli._training import resolve_training_config, training_options
+from contig.cli._training import resolve_training_config, start_run, training_options
 from imaging.errors import ImagingError
 
 EPILOG = """\b
@@ -113,6 +113,7 @@ def command(pretrained, task, data, label_fractions, seeds, mc_samples, **kwargs
     )
     fractions = list(label_fractions) or [config.label_fraction]
     seed_list = _parse_seeds(seeds) or [config.seed]
+    start_run(config, kwargs, "finetune")
     try:
         if len(inits) == 1 and len(fractions) == 1 and len(seed_list) == 1:
             run = next(iter(inits.values()))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from contig.cli._options import open_with_qc, qc_options
+from contig.cli._out_folder import OVERWRITE_OPTION, begin_out_folder, check_out_folder
 from gwas.pipeline import OUTPUT_FORMATS, ClumpSettings, prepare_phenotype_table, run_gwas
 from gwas.runner import GwasOptions
 
@@ -78,6 +79,7 @@ def _split(values: tuple[str, ...]) -> list[str] | None:
 @click.option("--no-clump", is_flag=True, help="Skip loci.")
 @click.option("--no-plots", is_flag=True, help="Skip Manhattan/QQ plots.")
 @click.option("--resume", is_flag=True, help="Continue an interrupted run in OUT with the same arguments.")
+@OVERWRITE_OPTION
 @click.option(
     "--device",
     type=click.Choice(["auto", "cpu", "cuda"]),
@@ -89,6 +91,7 @@ def _split(values: tuple[str, ...]) -> list[str] | None:
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def command(**kw) -> None:
     """Regress phenotypes (e.g. image features) on every variant: OLS on intercept + dosage + covariates."""
+    check_out_folder(kw["out"], resume=kw["resume"], overwrite=kw["overwrite"])
     fileset, variants, sample_mask = open_with_qc(kw)
     options = GwasOptions(
         pheno_names=_split(kw["pheno_name"]),
@@ -106,6 +109,7 @@ def command(**kw) -> None:
         fileset, kw["pheno"], kw["covar"], options, kw["pheno_pca"], kw["pheno_residualize"],
         kw["pheno_quantile_normalize"],
     )  # fmt: skip
+    begin_out_folder(kw["out"], "gwas", resume=kw["resume"], overwrite=kw["overwrite"])
     clump = ClumpSettings(not kw["no_clump"], kw["clump_p1"], kw["clump_p2"], kw["clump_r2"], kw["clump_kb"])
     outputs = run_gwas(
         fileset, pheno, kw["out"], kw["covar"], options, variants, sample_mask, tuple(kw["formats"]),

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import click
 
-from contig.cli._training import resolve_training_config, training_options
+from contig.cli._out_folder import OVERWRITE_OPTION, begin_out_folder, check_out_folder
+from contig.cli._training import resolve_training_config, start_run, training_options
 from imaging.errors import ImagingError
 
 EPILOG = """\b
@@ -49,10 +50,12 @@ def command() -> None:
     help="Share of images that keep their lesion mask.",
 )
 @click.option("--seed", type=int, default=0, show_default=True)
-def simulate(out, n, height, width, positive_fraction, mask_fraction, seed) -> None:
+@OVERWRITE_OPTION
+def simulate(out, n, height, width, positive_fraction, mask_fraction, seed, overwrite) -> None:
     """Write synthetic bitewings: images/*.png, masks/*.png, labels.csv."""
     from imaging.mil.synthetic_bitewing import simulate_bitewings
 
+    begin_out_folder(out, "mil simulate", overwrite=overwrite)
     try:
         path = simulate_bitewings(out, n, height, width, positive_fraction, mask_fraction, seed)
     except (ImagingError, ValueError) as error:
@@ -73,6 +76,7 @@ def train(data, val_data, **kwargs) -> None:
     config = resolve_training_config(MILConfig, kwargs)
     if not config.data:
         raise click.UsageError("give the labels CSV with --data CSV (or data=CSV)")
+    start_run(config, kwargs, "mil train")
     try:
         result = train_mil(config, resume=kwargs["resume"])
     except ImagingError as error:
@@ -110,19 +114,23 @@ def train(data, val_data, **kwargs) -> None:
 @click.option("--soft", is_flag=True, help="Scale attention by the covered fraction instead of thresholding.")
 @click.option("--checkpoint", type=click.Choice(["best", "last"]), default="best", show_default=True)
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
-def predict(run_dir, images, out, attend_path, exclude_path, threshold, soft, checkpoint, device) -> None:
+@OVERWRITE_OPTION
+def predict(
+    run_dir, images, out, attend_path, exclude_path, threshold, soft, checkpoint, device, overwrite
+) -> None:
     """Heatmap overlay PNG, per-image JSON (patch probabilities and attention) and predictions.csv.
 
     With --attend or --exclude MASK.png (non-zero pixels = the region, resized to each image) the
     attention is edited and the prediction changes by the model's own formula; both are reported.
     """
-    from imaging.io import read_image
+    from imaging.io import check_image_files, read_image
     from imaging.mil import load_mil_model
     from imaging.mil.export import list_images, predict_images
     from imaging.training.distributed import resolve_device
 
     if attend_path and exclude_path:
         raise click.UsageError("give --attend or --exclude, not both")
+    check_out_folder(out, overwrite=overwrite)
     region_path = attend_path or exclude_path
     try:
         model = load_mil_model(run_dir, checkpoint, map_location=str(resolve_device(device)))
@@ -130,15 +138,19 @@ def predict(run_dir, images, out, attend_path, exclude_path, threshold, soft, ch
         if region_path:
             region = read_image(region_path)
             region = region[..., 0] if region.ndim == 3 else region
+        paths = list_images(images)
+        check_image_files(paths, noun="images")  # before --overwrite clears anything
+        begin_out_folder(out, "mil predict", overwrite=overwrite)
         table = predict_images(
             model,
-            list_images(images),
+            paths,
             out,
             region=region,
             mode="include" if attend_path else "exclude",
             threshold=threshold,
             soft=soft,
             region_name=str(region_path) if region_path else None,
+            checked=True,
         )
     except (ImagingError, RuntimeError) as error:
         raise _fail(error) from None

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from contig.cli._training import resolve_training_config, training_options
+from contig.cli._training import resolve_training_config, start_run, training_options
 
 EPILOG = """\b
 Examples:
@@ -43,6 +43,7 @@ def command(data, **kwargs) -> None:
         )
     if not config.data:
         raise click.UsageError("give the biobank folder with --data DIR (or data=DIR)")
+    start_run(config, kwargs, "pretrain")
     init_distributed()
     try:
         result = pretrain(config, resume=kwargs["resume"])

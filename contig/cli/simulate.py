@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from contig.cli._out_folder import OVERWRITE_OPTION, begin_out_folder
+
 EPILOG = """\b
 Examples:
   contig simulate --out biobank                      # 2,000 people, 64-px fundus photographs
@@ -62,6 +64,7 @@ docs/synthetic_biobank.md; the planted truth is in OUT/truth.json.
     help="Fraction of people without burden (exome) data.",
 )
 @click.option("--quiet", is_flag=True, help="No progress bars.")
+@OVERWRITE_OPTION
 def command(
     out: str,
     n_individuals: int,
@@ -71,6 +74,7 @@ def command(
     missing_genotypes: float,
     missing_burden: float,
     quiet: bool,
+    overwrite: bool,
 ) -> None:
     """Simulate a synthetic biobank whose truth is known: genotypes, images, PGS files, burden inputs."""
     from contig.biobank import BiobankConfig, simulate_biobank
@@ -84,6 +88,7 @@ def command(
         missing_burden=missing_burden,
         progress=not quiet,
     )
+    begin_out_folder(out, "simulate", overwrite=overwrite)
     try:
         summary = simulate_biobank(out, config)
     except ValueError as error:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from contig.cli._training import resolve_training_config, training_options
+from contig.cli._training import resolve_training_config, start_run, training_options
 from imaging.errors import ImagingError
 
 EPILOG = """\b
@@ -57,6 +57,7 @@ def command(task, dim, data, encoder, modalities, grid, **kwargs) -> None:
         )
     kwargs["overrides"] = (*extra, *(kwargs.get("overrides") or ()))
     config = resolve_training_config(SslConfig, kwargs)
+    start_run(config, kwargs, "ssl")
     try:
         result = train_ssl(config, resume=kwargs["resume"])
     except ImagingError as error:

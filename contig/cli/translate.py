@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from contig.cli._training import resolve_training_config, training_options
+from contig.cli._training import resolve_training_config, start_run, training_options
 from imaging.errors import ImagingError
 
 EPILOG = """\b
@@ -59,6 +59,7 @@ def command(data, source, target, mode, run_dir, write, checkpoint, **kwargs) ->
     config = resolve_training_config(TranslateConfig, kwargs)
     if not config.data:
         raise click.UsageError("give the biobank folder with --data DIR (or data=DIR)")
+    start_run(config, kwargs, "translate")
     try:
         result = train_translation(config, kwargs["resume"])
     except ImagingError as error:

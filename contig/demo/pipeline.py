@@ -123,7 +123,7 @@ def _check_folder(out: Path, stamp: dict) -> None:
             changed = sorted(k for k in stamp if found.get(k) != stamp[k]) or ["format"]
             raise DemoFolderError(
                 f"{out}: holds a demo made with other {', '.join(changed)}; "
-                "give another --out or delete the folder"
+                "give another --out, or replace it with --overwrite"
             )
     elif any(out.iterdir()):
         raise DemoFolderError(f"{out}: not empty and not a folder of this demo; give another --out")

@@ -201,6 +201,7 @@ def predict_images(
     threshold: float = 0.5,
     soft: bool = False,
     region_name: str | None = None,
+    checked: bool = False,
 ) -> pd.DataFrame:
     """Predict every image, writing ``NAME_heatmap.png``, ``NAME.json`` and ``predictions.csv`` to ``out``:
     every image is checked first, and the files appear in ``out`` only once all of them are written.
@@ -208,8 +209,10 @@ def predict_images(
     With a ``region`` (H, W) (non-zero = inside, resized to each image), attention is edited by
     ``mode`` (include/exclude) and both the edited and the unedited predictions are written.
     Returns the predictions table (image, prob[, prob_unedited]; one prob_c column per class with C ≥ 2).
+    ``checked=True`` skips the up-front check for a caller that already ran ``check_image_files(paths)``.
     """
-    check_image_files(paths, noun="images")  # before any output: never half a prediction folder
+    if not checked:
+        check_image_files(paths, noun="images")  # before any output: never half a prediction folder
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".predict-", dir=out))  # moved into ``out`` only when complete

@@ -74,5 +74,7 @@ def test_typed_error_for_unrelated_run(inputs, tmp_path):
     other = tmp_path / "other"
     other.mkdir()
     (other / "config.yaml").write_text("encoder: unet3d\n")
-    result = CliRunner().invoke(command, ["--pretrained", str(other), "--data", str(data), *SMALL])
+    result = CliRunner().invoke(
+        command, ["--pretrained", str(other), "--data", str(data), "--out", str(tmp_path / "run"), *SMALL]
+    )
     assert result.exit_code == 1 and "config.yaml" in result.output

@@ -220,7 +220,10 @@ def test_a_rerun_into_the_same_folder_leaves_no_plot_of_the_earlier_run(data, tm
         n.removeprefix("qq_").removesuffix(".png") for n in before if n.startswith("qq_") and first not in n
     ]
     assert others, before
-    assert _gwas(data, out, "--pheno-name", first).exit_code == 0
+    refused = _gwas(data, out, "--pheno-name", first)
+    assert refused.exit_code == 2 and "--overwrite" in refused.output
+    assert {p.name for p in out.glob("*.png")} == before  # refused before anything was touched
+    assert _gwas(data, out, "--pheno-name", first, "--overwrite").exit_code == 0
     after = {p.name for p in out.glob("*.png")}
     assert f"qq_{first}.png" in after and not any(other in name for other in others for name in after)
 
