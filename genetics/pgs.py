@@ -32,7 +32,7 @@ import scipy.sparse as sp
 
 from genetics._atomic import atomic_path
 from genetics.errors import PlinkFormatError
-from genetics.pgs_catalog import ScoreFileError, ScoringFile, read_scoring_file
+from genetics.pgs_catalog import ScoreFileError, ScoringFile, read_scoring_file, variant_ids
 from genetics.plink import PlinkFileset
 
 MATCH_MODES = ("id", "position")
@@ -88,9 +88,8 @@ def _prepare_bim(bim: pd.DataFrame) -> pd.DataFrame:
 def _candidates(bim: pd.DataFrame, rows: pd.DataFrame, sf: ScoringFile, match: str) -> pd.DataFrame:
     """(score row, .bim row) pairs that share an ID or a position; columns row bim_index ALT REF ID."""
     if match == "id":
-        key = rows["rsID"].where(rows["rsID"] != "", rows["hm_rsID"])
-        left = pd.DataFrame({"row": np.arange(len(rows)), "ID": key.to_numpy()})
-        left = left[(left["ID"] != "") & (left["ID"] != ".")]
+        left = pd.DataFrame({"row": np.arange(len(rows)), "ID": variant_ids(rows).to_numpy()})
+        left = left[left["ID"] != ""]
         return left.merge(bim[["ID", "bim_index", "ALT", "REF"]], on="ID", how="inner")
     chrom, pos = ("hm_chr", "hm_pos") if sf.harmonized else ("chr_name", "chr_position")
     left = pd.DataFrame(

@@ -257,9 +257,18 @@ def _parse_table(path: Path, columns: list[str], data: list[str], numbers: np.nd
     return table
 
 
+_NO_ID = ("", ".")  # PGS Catalog harmonised files write "." where no rsID is known
+
+
+def variant_ids(table: pd.DataFrame) -> pd.Series:
+    """Per row: ``rsID``, else ``hm_rsID``; ``""`` where neither names the variant (empty or ``.``)."""
+    given, harmonised = (table[c].where(~table[c].isin(_NO_ID), "") for c in ("rsID", "hm_rsID"))
+    return given.where(given != "", harmonised)
+
+
 def _variant_keys(table: pd.DataFrame) -> pd.Series:
     """Per row: rsID (hm_rsID when empty), else ``chr:pos``, else ``hm_chr:hm_pos``; joined with the effect allele."""
-    rsid = table["rsID"].where(table["rsID"] != "", table["hm_rsID"])
+    rsid = variant_ids(table)
     pos = table["chr_name"] + ":" + table["chr_position"].astype(str)
     hm_pos = table["hm_chr"] + ":" + table["hm_pos"].astype(str)
     use_pos = table["chr_position"].notna() & (table["chr_name"] != "")
@@ -312,9 +321,14 @@ def read_scoring_file(path: str | os.PathLike) -> ScoringFile:
     expected = header.get("variants_number")
     if expected is not None and expected.strip() not in ("", "NR"):
         if not expected.strip().isdigit() or int(expected) != len(table):
-            raise ScoreFileError(
-                f"{path}: header #variants_number={expected} but the file has {len(table)} variant rows; "
+            why = (
                 "the file is probably truncated: download it again"
+                if expected.strip().isdigit() and int(expected) > len(table)
+                else "rows were added to it or the header belongs to another file: download it again, or "
+                "correct #variants_number if you edited the rows on purpose"
+            )
+            raise ScoreFileError(
+                f"{path}: header #variants_number={expected} but the file has {len(table)} variant rows; {why}"
             )
     _check_duplicates(path, table)
     pgs_id = header.get("pgs_id") or _default_pgs_id(path)

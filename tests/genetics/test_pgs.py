@@ -297,7 +297,8 @@ GOOD = "rsID\tchr_name\tchr_position\teffect_allele\tother_allele\teffect_weight
         ("#pgs_id PGS1\n" + GOOD, r"line 1: malformed header line"),
         ("#genome_build=hg99\n" + GOOD, r"unknown #genome_build='hg99'"),
         ("#format_version=1.0\n" + GOOD, r"format_version=1.0 is not supported"),
-        ("#variants_number=5\n" + GOOD, r"variants_number=5 but the file has 1 variant rows"),
+        ("#variants_number=5\n" + GOOD, r"variants_number=5 but the file has 1 variant rows; .*truncated"),
+        ("#variants_number=1\n" + GOOD + "rs2\t1\t200\tA\tG\t0.1\n", r"has 2 variant rows; rows were added"),
         (
             "rsID\teffect_allele\tother_allele\nrs1\tA\tG\n",
             r"line 1: missing required column\(s\) effect_weight",
@@ -352,3 +353,17 @@ def test_chr_prefix_position_match_and_duplicates_after_matching(tmp_path):
     (tmp_path / "s.txt").write_text("rsID\teffect_allele\tother_allele\teffect_weight\na\tA\tG\t1\n")
     with pytest.raises(PlinkFormatError, match="line 2: the variant matches 2 .bim rows"):
         score(tmp_path / "g", tmp_path / "s.txt", nonfounders=True)
+
+
+def test_dot_as_rsid_is_no_id_not_one_duplicated_variant(tmp_path):
+    """Harmonised files write "." where no rsID is known: such rows are told apart by position."""
+    from genetics.pgs_catalog import variant_ids
+
+    path = tmp_path / "harmonised.txt"
+    path.write_text(
+        "rsID\tchr_name\tchr_position\teffect_allele\tother_allele\teffect_weight\thm_rsID\n"
+        ".\t1\t100\tA\tG\t0.5\trs9\n"
+        ".\t1\t200\tA\tG\t0.3\t.\n"
+    )
+    sf = read_scoring_file(path)  # used to fail: "variant . with effect allele A is duplicated"
+    assert variant_ids(sf.variants).tolist() == ["rs9", ""]
