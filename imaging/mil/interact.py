@@ -109,10 +109,12 @@ def attend(
     keep = region_keep(model, region, tuple(images.shape[-2:]), mode, threshold, soft).to(tokens.device)
     keep = keep.expand(images.shape[0], -1) if keep.shape[0] == 1 else keep
     if not bool((keep > 0).any(dim=1).all()):
-        raise ImagingError(
-            f"the {mode} region leaves no patch to attend to in some image; draw a larger region "
-            f"or lower the threshold ({threshold})"
+        advice = (
+            f"draw a larger region or lower --threshold ({threshold})"
+            if mode == "include"
+            else f"the region covers every patch: draw a smaller one or raise --threshold ({threshold})"
         )
+        raise ImagingError(f"the {mode} region leaves no patch to attend to in some image; {advice}")
     return {
         "original": model.head(tokens, grid),
         "edited": model.head(tokens, grid, keep),
