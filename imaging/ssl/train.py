@@ -4,17 +4,26 @@ The run directory follows every training command (``config.yaml``, ``metrics.csv
 ``last``/``best`` safetensors). The checkpoints hold the whole task; the encoder's weights are the
 entries prefixed ``encoder.``, and ``config.yaml`` holds ``encoder`` (name) and ``encoder_kwargs`` (with
 ``in_chans`` filled in from the data), so ``load_pretrained_encoder(run_dir)`` rebuilds the encoder.
+
+A ``val_fraction`` of the images is held out: every evaluation (``eval_every`` steps and at the end) writes
+the held-out proxy loss and accuracy next to chance into ``metrics.csv``, and ``proxy_summary.json`` says
+whether the run got above chance (``imaging.ssl.proxy_eval``); a run that did not says so in one
+``warning:`` line (``train.log`` and a Python warning).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import inspect
+import json
+import time
+import warnings
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, Subset
 
 from imaging.errors import ImagingError
 from imaging.registry import TASKS, create_encoder, create_task, list_tasks
@@ -38,6 +47,8 @@ class SslConfig(TrainingConfig):
     lr: float = 1e-3
     weight_decay: float = 1e-4
     warmup_steps: int = 10
+    eval_every: int = 100  # held-out proxy loss/accuracy every so many steps (and at the end)
+    val_fraction: float = 0.1  # share of the images held out to measure the proxy task (0: none)
     task: str = "simclr"
     dim: int = 3
     data: str = ""  # image folder: flat NIfTI/PNG, Medical Segmentation Decathlon or synthetic biobank
@@ -52,10 +63,12 @@ class SslConfig(TrainingConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.dim not in (2, 3):
-            from imaging.training.config import ConfigError
+        from imaging.training.config import ConfigError
 
+        if self.dim not in (2, 3):
             raise ConfigError(f"invalid ssl config: dim must be 2 or 3 (got {self.dim})")
+        if not 0 <= self.val_fraction < 1:
+            raise ConfigError(f"invalid ssl config: val_fraction must be in [0, 1) (got {self.val_fraction})")
 
 
 def open_dataset(config: SslConfig) -> Dataset:
@@ -117,9 +130,11 @@ def train_ssl(config: SslConfig, resume: bool = False, dataset: Dataset | None =
     """Pretrain ``config.encoder`` with ``config.task`` on ``config.data`` (or on ``dataset``).
 
     Returns the trainer's result (step, epoch, best value/step, last logged row) plus ``config`` (the
-    resolved configuration written to ``config.yaml``).
+    resolved configuration written to ``config.yaml``) and ``proxy`` (the contents of
+    ``proxy_summary.json``).
     """
     from imaging.ssl.base import TaskCollate, TaskItems, task_loss
+    from imaging.ssl.proxy_eval import ProxyEvaluation, held_out_indices
     from imaging.training import Trainer
 
     dataset = open_dataset(config) if dataset is None else dataset
@@ -133,8 +148,46 @@ def train_ssl(config: SslConfig, resume: bool = False, dataset: Dataset | None =
         )
     torch.manual_seed(config.seed)  # the initialisation of encoder and heads
     config, task = resolve_model(config, int(first.shape[0]))
-    trainer = Trainer(task, task_loss, TaskItems(dataset), config, collate_fn=TaskCollate(task))
-    return {**trainer.fit(resume=resume), "config": config}
+    ids = getattr(dataset, "ids", None)
+    batch = config.batch_size if config.drop_last else 1
+    train_rows, held_rows = held_out_indices(len(dataset), config.val_fraction, batch, config.seed, ids)
+    train_images, held_out = _subset(dataset, train_rows), _subset(dataset, held_rows)
+    evaluation = ProxyEvaluation(task, held_out, config.batch_size, config.seed)  # builds held-out batches
+    evaluation.start(task)  # the untrained model: the control of tasks without an accuracy
+    eval_fn = evaluation if len(held_rows) else None
+    trainer = Trainer(
+        task, task_loss, TaskItems(train_images), config, eval_fn=eval_fn, collate_fn=TaskCollate(task)
+    )
+    fit = trainer.fit(resume=resume)
+    summary, warning = evaluation.summary(config.task, len(train_rows), int(fit["step"]))
+    if trainer.is_main:
+        _write_summary(Path(config.out), summary, warning)
+    if warning:
+        warnings.warn(warning, stacklevel=2)
+    return {**fit, "config": config, "proxy": summary}
+
+
+def _subset(dataset: Dataset, rows: Any) -> Dataset:
+    """The items ``rows`` of ``dataset`` (its own ``subset`` when it has one)."""
+    rows = [int(r) for r in rows]
+    if len(rows) == len(dataset) and rows == list(range(len(dataset))):  # type: ignore[arg-type]
+        return dataset
+    if hasattr(dataset, "subset"):
+        return dataset.subset(rows)
+    return Subset(dataset, rows)
+
+
+def _write_summary(run: Path, summary: dict[str, Any], warning: str | None) -> None:
+    """``proxy_summary.json`` (atomic) and, for a run at chance, one ``warning:`` line in ``train.log``."""
+    from imaging.io import atomic_target
+    from imaging.ssl.proxy_eval import SUMMARY
+
+    with atomic_target(run / SUMMARY) as tmp:
+        tmp.write_text(json.dumps(summary, indent=2) + "\n")
+    if warning:
+        stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+        with open(run / "train.log", "a", encoding="utf-8") as log:
+            log.write(f"{stamp} WARNING warning: {warning}\n")
 
 
 __all__ = ["DEFAULT_ENCODERS", "SslConfig", "open_dataset", "resolve_model", "train_ssl"]

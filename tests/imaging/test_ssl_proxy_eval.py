@@ -1,0 +1,78 @@
+"""Held-out proxy accuracy against chance: rotation learns with the layout head, not with a global mean."""
+
+from __future__ import annotations
+
+import json
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from imaging.ssl.proxy_eval import SUMMARY, held_out_indices
+from imaging.ssl.train import SslConfig, train_ssl
+
+
+def two_blob_volumes(n: int, side: int = 16, seed: int = 0) -> list[torch.Tensor]:
+    """(1, side³) volumes: a bright and a dim ball in two adjacent octants (jittered ±1), plus noise.
+
+    Every 3D rotation class moves the pair to a different pair of octants, so the rotation can be read
+    from where the balls are; balls look alike from every side, so a global mean of features cannot.
+    """
+    g = torch.Generator().manual_seed(seed)
+    axes = (torch.arange(side, dtype=torch.float32),) * 3
+    grid = torch.stack(torch.meshgrid(*axes, indexing="ij"))  # (3, side, side, side)
+    q = side // 4
+    volumes = []
+    for _ in range(n):
+        jitter = torch.randint(-1, 2, (2, 3), generator=g).float()
+        bright = torch.tensor([q, q, q], dtype=torch.float32) + jitter[0]
+        dim = torch.tensor([q, q, 3 * q], dtype=torch.float32) + jitter[1]
+        ball = [((grid - c[:, None, None, None]) ** 2).sum(0) <= 4 for c in (bright, dim)]
+        noise = 0.2 * torch.randn(side, side, side, generator=g)
+        volumes.append((2.0 * ball[0] + 1.0 * ball[1] + noise)[None])
+    return volumes
+
+
+def _rotation_run(tmp_path, pool_grid: int) -> dict:
+    config = SslConfig(
+        out=str(tmp_path / f"grid{pool_grid}"), task="rotation", dim=3,
+        encoder_kwargs={"base_width": 4, "depth": 2}, task_options={"pool_grid": pool_grid},
+        max_steps=60, epochs=None, batch_size=8, lr=0.01, warmup_steps=0, eval_every=30, log_every=30,
+        val_fraction=0.5, device="cpu", progress=False, seed=0,
+    )  # fmt: skip
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = train_ssl(config, dataset=two_blob_volumes(48))
+    result["warnings"] = [str(w.message) for w in caught if "stays at chance" in str(w.message)]
+    return result
+
+
+def test_rotation_reads_the_layout_and_reports_held_out_accuracy_against_chance(tmp_path):
+    layout = _rotation_run(tmp_path, pool_grid=2)
+    summary = json.loads((tmp_path / "grid2" / SUMMARY).read_text())
+    assert summary["n_held_out_images"] == 24 and summary["n_train_images"] == 24
+    assert summary["proxy_chance"] == pytest.approx(0.1)
+    assert summary["above_chance"] and summary["final"]["val_proxy_acc"] >= 0.5
+    metrics = pd.read_csv(tmp_path / "grid2" / "metrics.csv")
+    evaluated = metrics.dropna(subset=["val_proxy_acc"])
+    assert evaluated["step"].tolist() == [30, 60]
+    assert np.allclose(evaluated["proxy_chance"], 0.1) and "proxy_init_loss" in metrics
+    assert not layout["warnings"] and "warning:" not in (tmp_path / "grid2" / "train.log").read_text()
+
+    # The same run with the global average of the deepest level stays at chance, and says so.
+    pooled = _rotation_run(tmp_path, pool_grid=1)
+    assert pooled["proxy"]["final"]["val_proxy_acc"] < 0.3 and not pooled["proxy"]["above_chance"]
+    assert len(pooled["warnings"]) == 1
+    log = (tmp_path / "grid1" / "train.log").read_text().splitlines()
+    assert sum("warning: rotation: held-out proxy accuracy" in line for line in log) == 1
+
+
+def test_held_out_images_keep_persons_together_and_leave_a_batch():
+    ids = [f"P{i // 2}" for i in range(20)]  # two images per person
+    train, held = held_out_indices(20, 0.2, batch_size=4, seed=0, ids=ids)
+    assert len(held) == 4 and sorted([*train, *held]) == list(range(20))
+    assert not {ids[i] for i in train} & {ids[i] for i in held}
+    train, held = held_out_indices(5, 0.5, batch_size=4, seed=0)  # 5 − 2 < 4: nothing held out
+    assert len(held) == 0 and len(train) == 5
