@@ -56,7 +56,7 @@ def check_out_folder(out: str | Path, *, resume: bool = False, overwrite: bool =
         raise OutFolderError(f"{out}: is a file, not a folder; choose another --out")
     if resume and overwrite:
         raise OutFolderError("give --resume or --overwrite, not both")
-    entries = _entries(out)
+    entries = [entry for entry in _entries(out) if entry.name != MARKER]  # a record alone is no run
     if not entries or resume:
         return out
     if not overwrite:
@@ -100,7 +100,11 @@ def begin_out_folder(
         return out
     if overwrite:
         clear_out_folder(out)
+    created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
+    context = click.get_current_context(silent=True)
+    if context is not None:  # a command that fails before writing anything leaves no folder behind
+        context.call_on_close(lambda: _remove_if_unused(out, created))
     record = {
         "command": f"contig {command}",
         "options": _options(),
@@ -151,6 +155,14 @@ def clear_out_folder(out: str | Path) -> None:
             shutil.rmtree(entry)
         else:
             entry.unlink()
+
+
+def _remove_if_unused(out: Path, created: bool) -> None:
+    """Remove the record (and the folder, if this command created it) when nothing else was written."""
+    if [entry.name for entry in _entries(out)] == [MARKER]:
+        (out / MARKER).unlink()
+        if created:
+            out.rmdir()
 
 
 def _entries(out: Path) -> list[Path]:

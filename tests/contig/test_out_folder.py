@@ -108,3 +108,13 @@ def test_resume_on_changed_data_is_refused_and_the_run_folder_is_not_data(tmp_pa
     (data / "b.png").write_bytes(b"5678")
     with pytest.raises(OutFolderError, match=r"changed since .* \(files 1 → 2, bytes 4 → 8"):
         begin_out_folder(run, "ssl", resume=True, inputs=[data])
+
+
+def test_a_command_that_fails_on_its_input_leaves_no_folder(tmp_path, capsys):
+    out = tmp_path / "run"
+    data = tmp_path / "images"
+    data.mkdir()
+    (data / "broken.nii.gz").write_bytes(b"not a volume")
+    code, err = _run(["ssl", "--data", str(data), "--out", str(out), "--max-steps", "1"], capsys)
+    assert code == 2 and "broken.nii.gz" in err
+    assert not out.exists()
