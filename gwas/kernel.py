@@ -125,28 +125,52 @@ def _finish(
 class _MissingEntries:
     """Missing calls (e entries) of one block inside one group, and per-variant sums over them.
 
-    Two sparse 0/1 matrices: variants × samples (``over_samples``: for per-sample matrices such as the
-    phenotypes, never gathered into an e × P copy) and variants × entries (``over_entries``: for small
-    per-entry values already gathered).
+    Entries are kept sorted by variant, so each variant's entries are one contiguous run and every sparse
+    matrix here is assembled directly in CSR form (no COO sort). Sums go through sparse products over the
+    entries only: per-sample matrices such as the phenotypes are never gathered into an e × P copy.
     """
 
     def __init__(self, rows: np.ndarray, cols: np.ndarray, m: int, n_total: int):
-        self.rows, self.cols, self.m = rows, cols, m
-        ones = np.ones(rows.size)
-        self._by_sample = sp.csr_matrix((ones, (cols, rows)), shape=(m, n_total))
-        self._by_entry = sp.csr_matrix((ones, (cols, np.arange(rows.size))), shape=(m, rows.size))
+        if cols.size > 1 and np.any(cols[1:] < cols[:-1]):
+            order = np.argsort(cols, kind="stable")
+            rows, cols = rows[order], cols[order]
+        self.rows, self.cols, self.m, self.n_total = rows, cols, m, n_total
+        self.counts = np.bincount(cols, minlength=m)
+        self.indptr = np.concatenate([[0], np.cumsum(self.counts)])
+
+    @property
+    def size(self) -> int:
+        return int(self.rows.size)
+
+    def _stacked(self, weights: np.ndarray, indices: np.ndarray, n_cols: int) -> sp.csr_matrix:
+        """(w·m, n_cols) CSR whose block c holds ``weights[c]`` (w, e) at ``indices`` (e,) per variant."""
+        n_weights, e = weights.shape
+        index_type = np.int32 if max(n_weights * e, n_cols) < 2**31 else np.int64  # scipy's own choice
+        indptr = np.empty(n_weights * self.m + 1, dtype=index_type)
+        indptr[:-1] = (self.indptr[None, :-1] + e * np.arange(n_weights)[:, None]).ravel()
+        indptr[-1] = n_weights * e
+        indices = np.tile(indices.astype(index_type, copy=False), n_weights)
+        return sp.csr_matrix((weights.ravel(), indices, indptr), shape=(n_weights * self.m, n_cols))
 
     def over_samples(self, matrix: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
-        """(m, c): Σ over variant j's missing samples i of weights_e · matrix[i] for (N, c) ``matrix``."""
-        by_sample = self._by_sample
-        if weights is not None:
-            by_sample = sp.csr_matrix((weights, (self.cols, self.rows)), shape=by_sample.shape)
-        return np.asarray(by_sample @ matrix)
+        """Σ over variant j's missing samples i of weights[c, e] · matrix[i] for an (N, p) ``matrix``.
+
+        Args:
+            weights: (w, e) weight rows (one sparse product for all of them), or None for ones.
+
+        Returns:
+            (w, m, p), or (m, p) when ``weights`` is None.
+        """
+        stacked = np.ones((1, self.size)) if weights is None else np.atleast_2d(weights)
+        sums = np.asarray(self._stacked(stacked, self.rows, self.n_total) @ matrix)
+        sums = sums.reshape(stacked.shape[0], self.m, matrix.shape[1])
+        return sums[0] if weights is None else sums
 
     def over_entries(self, values: np.ndarray) -> np.ndarray:
-        """(m, ...): Σ over variant j's entries of ``values`` (e, ...) given per entry."""
+        """(m, ...): Σ over variant j's entries of ``values`` (e, ...) given per entry (a segment sum)."""
         flat = values.reshape(values.shape[0], int(np.prod(values.shape[1:])))
-        return np.asarray(self._by_entry @ flat).reshape(self.m, *values.shape[1:])
+        by_entry = self._stacked(np.ones((1, self.size)), np.arange(self.size), self.size)
+        return np.asarray(by_entry @ flat).reshape(self.m, *values.shape[1:])
 
 
 @dataclass
@@ -265,29 +289,28 @@ def associate_products(
 
     in_group = design.member[missing_samples]
     entries = _MissingEntries(missing_samples[in_group], missing_variants[in_group], m, n_total)
-    n_missing = np.bincount(entries.cols, minlength=m)
+    n_missing = entries.counts
     n_called = n - n_missing
     with np.errstate(invalid="ignore", divide="ignore"):
         mean = np.where(n_called > 0, called_sum / n_called, 0.0)
-    q_missing = design.q[entries.rows]  # (e, k)
+    # Σ over each variant's missing samples of [y_resid | q | 1]: (m, P + k + 1), one sparse product
+    missing_sums = entries.over_samples(design.rhs)
     # Mean-imputed, centred dosage c = g0 + mean·R − mean·1 (group rows); its projections:
     qc = product[:, n_pheno : n_pheno + k] + mean[:, None] * (
-        entries.over_entries(q_missing) - design.q_sum[None, :]
+        missing_sums[:, n_pheno : n_pheno + k] - design.q_sum[None, :]
     )
-    gy = gy + mean[:, None] * entries.over_samples(design.y_resid)  # 1ᵀy_resid = 0
+    gy = gy + mean[:, None] * missing_sums[:, :n_pheno]  # 1ᵀy_resid = 0
     gg_raw = np.maximum(sumsq - n_called * mean**2, 0.0)  # Σ over called samples of (g − mean)²
     gg = gg_raw - np.einsum("jk,jk->j", qc, qc)
     a1_freq = mean / 2.0
-    if missing_genotype == "mean" or entries.rows.size == 0:
+    if missing_genotype == "mean" or entries.size == 0:
         obs_ct = np.full(m, n) if missing_genotype == "mean" else n_called
         return _finish(gg, gg_raw, gy, design.yy, obs_ct, n_called, k, a1_freq)
-    return _drop_missing(entries, q_missing, n_missing, design, qc, gg, gg_raw, gy, a1_freq)
+    return _drop_missing(entries, design, qc, gg, gg_raw, gy, a1_freq)
 
 
 def _drop_missing(
     entries: _MissingEntries,
-    q_missing: np.ndarray,
-    n_missing: np.ndarray,
     design: GroupDesign,
     qc: np.ndarray,
     gg: np.ndarray,
@@ -295,21 +318,30 @@ def _drop_missing(
     gy: np.ndarray,
     a1_freq: np.ndarray,
 ) -> ChunkResult:
-    """Complete-case statistics by low-rank correction of the full-sample cross-products (see module doc)."""
-    k = q_missing.shape[1]
+    """Complete-case statistics by low-rank correction of the full-sample cross-products (see module doc).
+
+    Cost O(e·(k + 1)·(P + k) + a·k²·P) for e missing entries in a affected variants, whatever their
+    pattern: every sum over the missing samples is one sparse product with design.rhs = [y_resid | q | 1]
+    of a ((k + 1)·m × N) matrix holding e·(k + 1) weights (g_r and the k columns of q at each entry),
+    which gives Q_Mᵀy, Q_MᵀQ_M and Q_Mᵀg at once; no e × P or e × k² array is formed.
+    """
+    k = design.q.shape[1]
     m, n_pheno = gy.shape
+    n_missing = entries.counts
+    q_missing = design.q[entries.rows]  # (e, k)
     # Residualized imputed genotype at the missing entries: centred value is 0 there, so g_r = −q_i·(Qᵀc)_j.
     g_at_missing = -np.einsum("ek,ek->e", q_missing, qc[entries.cols])
 
-    y_resid = design.y_resid
-    gg_t = gg - entries.over_entries(g_at_missing**2)
-    gy_t = gy - entries.over_samples(y_resid, weights=g_at_missing)
-    yy_t = design.yy[None, :] - entries.over_samples(y_resid**2)
-    qq_missing = entries.over_entries(q_missing[:, :, None] * q_missing[:, None, :])  # (m, k, k)
-    b_g = -entries.over_entries(g_at_missing[:, None] * q_missing)  # (m, k) = Q_Tᵀ g_T
-    b_y = np.empty((m, k, n_pheno))  # (m, k, P) = Q_Tᵀ y_T
-    for c in range(k):
-        b_y[:, c, :] = -entries.over_samples(y_resid, weights=q_missing[:, c])
+    weights = np.empty((1 + k, entries.size))
+    weights[0] = g_at_missing
+    weights[1:] = q_missing.T
+    sums = entries.over_samples(design.rhs, weights)  # (1 + k, m, P + k + 1)
+    gy_t = gy - sums[0, :, :n_pheno]
+    b_g = -sums[0, :, n_pheno : n_pheno + k]  # (m, k) = Q_Tᵀ g_T
+    b_y = -sums[1:, :, :n_pheno].transpose(1, 0, 2)  # (m, k, P) = Q_Tᵀ y_T
+    qq_missing = sums[1:, :, n_pheno : n_pheno + k].transpose(1, 0, 2)  # (m, k, k) = Q_MᵀQ_M
+    gg_t = gg - np.bincount(entries.cols, weights=g_at_missing**2, minlength=m)
+    yy_t = design.yy[None, :] - entries.over_samples(design.y_resid * design.y_resid)
 
     affected = np.flatnonzero(n_missing > 0)
     gram = np.eye(k)[None] - qq_missing[affected]  # Q_TᵀQ_T, (a, k, k)
