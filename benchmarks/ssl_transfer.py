@@ -4,16 +4,22 @@ Simulates a small MRI biobank (t1, t2 and flair co-registered, stacked as 3 chan
 U-Net encoder per proxy task (``imaging.registry.list_tasks()``: cpc, rotation, rpl, jigsaw, exemplar,
 simclr, puzzle) for the same step budget on the unlabelled volumes of the training persons, then fine-tunes
 a segmentation U-Net (CSF, grey matter, white matter, lesion) at each label fraction from scratch and from
-every pretrained encoder (``imaging.finetune.run_data_efficiency``). Scores are test-split Dice per
-foreground class; the headline is their mean. Prints the table init × fraction and writes
+every pretrained encoder (``imaging.finetune.run_data_efficiency``), all with one protocol: early stopping
+on validation Dice (``--patience`` evaluations, ``--finetune-steps`` only a cap), the best checkpoint
+restored, the encoder frozen for ``--freeze-steps`` only when it is pretrained. Scores are test-split Dice
+per volume, averaged over volumes, per foreground class (the lesion on its own) and their mean, with 95 %
+bootstrap intervals over test volumes. Every pretraining row carries its held-out proxy accuracy next to
+chance, and a pretrained encoder whose weights did not move by a gradient (only weight decay, or nothing)
+is an assertion error: it gets no fine-tuning row. Prints the table init × fraction and writes
 ``<out>/finetune/results.parquet``, ``<out>/finetune/data_efficiency.png`` and ``<out>/pretraining.csv``.
 
 The puzzle task trains a one-channel encoder (it sees single-modality tiles). For the 3-channel
 segmenter its first convolution is inflated: the one-channel kernel divided by 3 on every channel, so a
 volume whose three channels are equal gives the pretrained response (``inflate_run``).
 
-Usage: python benchmarks/ssl_transfer.py [--out runs/ssl_transfer] [--n-individuals 150] [--size 24]
-       [--pretrain-steps 50] [--finetune-steps 40] [--seeds 0] [--tasks cpc,rotation,...] [--threads 2]
+Usage: python benchmarks/ssl_transfer.py [--out runs/ssl_transfer] [--n-individuals 150] [--size 32]
+       [--pretrain-steps 50] [--finetune-steps 2000] [--patience 8] [--seeds 0] [--tasks cpc,rotation,...]
+       [--threads 2]
 """
 
 from __future__ import annotations
@@ -33,9 +39,10 @@ from safetensors.torch import load_file, save_file
 from contig.biobank import BiobankConfig, simulate_biobank
 from genetics.coalescent import CoalescentConfig
 from imaging.datasets import open_image_folder
-from imaging.finetune import FinetuneConfig
+from imaging.finetune import FinetuneConfig, load_pretrained_encoder
 from imaging.finetune.efficiency import run_data_efficiency
-from imaging.registry import list_tasks
+from imaging.registry import create_encoder, list_tasks
+from imaging.ssl.pretrained import untrained_tensors
 from imaging.ssl.train import SslConfig, train_ssl
 
 TASKS = ("cpc", "rotation", "rpl", "jigsaw", "exemplar", "simclr", "puzzle")
@@ -46,12 +53,14 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="runs/ssl_transfer")
     parser.add_argument("--n-individuals", type=int, default=150)
-    parser.add_argument("--size", type=int, default=24, help="voxels per side (divisible by 4)")
+    parser.add_argument("--size", type=int, default=32, help="voxels per side (divisible by 4)")
     parser.add_argument("--pretrain-steps", type=int, default=50)
     parser.add_argument("--pretrain-batch", type=int, default=4)
-    parser.add_argument("--finetune-steps", type=int, default=40)
+    parser.add_argument("--finetune-steps", type=int, default=2000, help="cap; early stopping ends runs")
     parser.add_argument("--finetune-batch", type=int, default=2)
-    parser.add_argument("--freeze-steps", type=int, default=10)
+    parser.add_argument("--freeze-steps", type=int, default=10, help="pretrained encoders only")
+    parser.add_argument("--eval-every", type=int, default=20, help="fine-tuning validation interval")
+    parser.add_argument("--patience", type=int, default=8, help="evaluations without a better val Dice")
     parser.add_argument("--base-width", type=int, default=8)
     parser.add_argument("--depth", type=int, default=3)
     parser.add_argument("--fractions", default=",".join(f"{f:g}" for f in FRACTIONS))
@@ -109,15 +118,43 @@ def pretrain(task: str, data: Path, images, args: argparse.Namespace, out: Path)
         device=args.device,
         seed=0,
         log_every=max(1, args.pretrain_steps // 4),
+        eval_every=max(1, args.pretrain_steps // 4),
         checkpoint_every=0,
         progress=False,
     )
     start = time.perf_counter()
     result = train_ssl(config, dataset=images)
     seconds = time.perf_counter() - start
-    last = result.get("last") or {}
-    metrics = {k: float(v) for k, v in last.items() if k not in ("step", "epoch", "lr")}
-    return {"task": task, "seconds": seconds, "steps": int(result["step"]), **metrics}
+    assert_received_gradient(out / "pretrain" / task)
+    proxy = result["proxy"]
+    final = proxy.get("final") or {}
+    return {
+        "task": task,
+        "seconds": seconds,
+        "steps": int(result["step"]),
+        "n_held_out": proxy["n_held_out_images"],
+        "val_proxy_loss": final.get("val_proxy_loss"),
+        "val_proxy_acc": final.get("val_proxy_acc"),
+        "proxy_chance": proxy["proxy_chance"],
+        "proxy_init_loss": proxy["proxy_init_loss"],
+        "above_chance": proxy.get("above_chance"),
+    }
+
+
+def assert_received_gradient(run: Path) -> None:
+    """Every tensor of the encoder fine-tuning will load moved by a gradient, not only by weight decay.
+
+    The initial weights are rebuilt as ``train_ssl`` drew them (the run's seed, then the encoder first).
+    """
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    torch.manual_seed(int(saved["seed"]))
+    initial = create_encoder(saved["encoder"], **(saved.get("encoder_kwargs") or {})).state_dict()
+    trained = load_pretrained_encoder(run).state_dict()  # best, else last: what fine-tuning loads
+    frozen = untrained_tensors(initial, trained)
+    assert not frozen, (
+        f"{saved['task']}: {len(frozen)} of {len(initial)} encoder tensors received no gradient "
+        f"(e.g. {', '.join(frozen[:3])}); no transfer row is written for an untrained encoder"
+    )
 
 
 def inflate_run(run: Path, in_chans: int) -> Path:
@@ -179,16 +216,19 @@ def main() -> None:
         done = out / "pretrain" / task / "last.safetensors"
         try:
             if args.reuse_pretraining and done.is_file():
+                assert_received_gradient(out / "pretrain" / task)
                 row = previous.get(task, {"task": task, "steps": args.pretrain_steps})
             else:
                 row = pretrain(task, data, unlabelled, args, out)
-        except Exception as error:  # report and go on: one broken task must not sink the table
+        except (Exception, AssertionError) as error:  # report and go on: one task must not sink the table
             print(f"{task}: pretraining failed: {type(error).__name__}: {error}")
             rows.append({"task": task, "error": f"{type(error).__name__}: {error}"})
             continue
         rows.append(row)
         inits[task] = str(inflate_run(out / "pretrain" / task, volumes.in_chans))
-        shown = ", ".join(f"{k} {v:.3f}" for k, v in row.items() if k not in ("task", "steps") and v == v)
+        shown = ", ".join(
+            f"{k} {v:.3f}" for k, v in row.items() if isinstance(v, float) and k != "steps" and v == v
+        )
         print(f"{task}: {row['steps']} steps, {shown}", flush=True)
     pd.DataFrame(rows).to_csv(log, index=False)
     pretrain_seconds = time.perf_counter() - start
@@ -203,8 +243,9 @@ def main() -> None:
         max_steps=args.finetune_steps,
         batch_size=args.finetune_batch,
         freeze_steps=args.freeze_steps,
-        eval_every=max(1, args.finetune_steps // 2),
-        log_every=max(1, args.finetune_steps // 3),
+        eval_every=args.eval_every,
+        patience=args.patience,
+        log_every=args.eval_every,
         checkpoint_every=0,
         device=args.device,
         progress=False,
@@ -217,20 +258,43 @@ def main() -> None:
 
 
 def report(table: pd.DataFrame) -> None:
-    """Print mean foreground Dice (init × fraction, mean over seeds) and per-class Dice at each fraction."""
+    """Print test Dice per init × fraction with intervals and counts, then per-class Dice per fraction.
+
+    ``dice`` is the mean over seeds; ``ci`` the 95 % bootstrap interval over test volumes (bounds averaged
+    over seeds); ``seed_sd`` the spread over seeds; ``steps`` the median fine-tuning length (early stopping).
+    """
     order = list(dict.fromkeys(table["init"]))
-    headline = table.pivot_table(index="init", columns="label_fraction", values="headline", aggfunc="mean")
-    headline = headline.reindex(order)
-    headline.columns = [f"{c:g}" for c in headline.columns]
     persons = table.groupby("label_fraction")["n_train_persons"].first()
     print("\ntraining persons per fraction: " + ", ".join(f"{f:g}: {n}" for f, n in persons.items()))
-    print("\ntest Dice, mean over foreground classes (rows: initialisation; columns: label fraction)")
-    print(headline.to_string(float_format=lambda v: f"{v:.3f}"))
-    classes = [c for c in table.columns if c.startswith("test_dice_") and c != "test_dice_with_background"]
+    grouped = table.groupby(["label_fraction", "init"], sort=False)
+    summary = grouped.agg(
+        dice=("test_dice", "mean"),
+        ci_low=("test_dice_ci_low", "mean"),
+        ci_high=("test_dice_ci_high", "mean"),
+        seed_sd=("test_dice", "std"),
+        n_seeds=("seed", "nunique"),
+        n_test=("n_test_items", "first"),
+        steps=("steps", "median"),
+        best_step=("best_step", "median"),
+    ).reset_index()
+    summary["init"] = pd.Categorical(summary["init"], order)
+    summary = summary.sort_values(["label_fraction", "init"])
+    print("\ntest Dice per volume, mean over foreground classes, with 95% intervals over test volumes")
+    print(summary.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    classes = [
+        c
+        for c in table.columns
+        if c.startswith("test_dice_")
+        and c != "test_dice_with_background"
+        and not c.endswith(("_low", "_high"))
+        and not c.startswith("test_dice_with_background")
+    ]
     for fraction, group in table.groupby("label_fraction"):
         per_class = group.groupby("init", sort=False)[classes].mean().reindex(order)
         per_class.columns = [c.removeprefix("test_dice_") for c in classes]
-        print(f"\nper-class test Dice at label fraction {fraction:g}")
+        print(
+            f"\nper-class test Dice (per volume, mean over volumes and seeds) at label fraction {fraction:g}"
+        )
         print(per_class.to_string(float_format=lambda v: f"{v:.3f}"))
 
 

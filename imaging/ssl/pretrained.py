@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import torch
 import yaml
 from torch import nn
 
@@ -44,4 +45,35 @@ def load_pretrained_encoder(run_dir: str | os.PathLike, checkpoint: str = "best"
     return encoder
 
 
-__all__ = ["ENCODER_PREFIX", "load_pretrained_encoder"]
+def untrained_tensors(
+    initial: dict[str, torch.Tensor], trained: dict[str, torch.Tensor], tolerance: float = 1e-6
+) -> list[str]:
+    """Names of the floating-point tensors of ``initial`` that training did not move by a gradient.
+
+    A tensor counts as untrained when ``trained`` equals ``c × initial`` for one scalar ``c`` up to
+    ``tolerance`` (relative to its norm): that is what weight decay alone does to a weight without
+    gradient (unchanged is ``c = 1``). Both are state dicts of the same encoder.
+
+    >>> w = {"conv.weight": torch.ones(2, 3)}
+    >>> untrained_tensors(w, {"conv.weight": 0.99 * torch.ones(2, 3)})
+    ['conv.weight']
+    >>> untrained_tensors(w, {"conv.weight": torch.tensor([[1.0, 1.1, 1.0], [1.0, 1.0, 1.0]])})
+    []
+    """
+    names = []
+    for name, before in initial.items():
+        if not before.is_floating_point() or name not in trained:
+            continue
+        a, b = before.detach().double().flatten(), trained[name].detach().double().flatten()
+        norm = float(a.norm())
+        if norm == 0.0:
+            moved = float(b.norm()) > tolerance
+        else:
+            scale = float(a @ b) / norm**2
+            moved = float((b - scale * a).norm()) > tolerance * norm
+        if not moved:
+            names.append(name)
+    return names
+
+
+__all__ = ["ENCODER_PREFIX", "load_pretrained_encoder", "untrained_tensors"]

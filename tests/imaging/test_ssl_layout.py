@@ -56,3 +56,21 @@ def test_pooled_features_keep_where_things_are():
         grid_a, grid_b = pooled_features(encoder, a, 2), pooled_features(encoder, b, 2)
     assert grid_a.shape == (1, 8 * 4)
     assert (grid_a - grid_b).abs().max() > 20 * moved_global  # only border effects reach the global mean
+
+
+def test_a_trained_encoder_moved_beyond_weight_decay(tmp_path):
+    from imaging.ssl.pretrained import load_pretrained_encoder, untrained_tensors
+
+    volumes = [torch.randn(1, 8, 8, 8) for _ in range(6)]
+    kwargs = {"base_width": 2, "depth": 2, "in_chans": 1}
+    config = SslConfig(
+        out=str(tmp_path / "rot"), task="rotation", dim=3, encoder_kwargs=kwargs, max_steps=2,
+        batch_size=2, device="cpu", progress=False, weight_decay=0.1, warmup_steps=0, seed=3,
+    )  # fmt: skip
+    train_ssl(config, dataset=volumes)
+    torch.manual_seed(3)  # the initialisation train_ssl drew: the seed, then the encoder
+    initial = create_encoder("unet3d", **kwargs).state_dict()
+    trained = load_pretrained_encoder(tmp_path / "rot", "last").state_dict()
+    assert untrained_tensors(initial, trained) == []
+    decayed_only = {k: v * 0.998 if v.dim() > 1 else v for k, v in initial.items()}
+    assert len(untrained_tensors(initial, decayed_only)) == len(initial)
