@@ -92,10 +92,11 @@ def _parse_inits(values: tuple[str, ...]) -> dict[str, str | None]:
 def command(pretrained, task, data, label_fractions, seeds, mc_samples, **kwargs) -> None:
     """Fine-tune a (pretrained) encoder: U-Net segmentation or classification, with a label fraction.
 
-    The encoder is frozen for the first freeze_steps steps (warm-up of the new decoder/head), then
-    trained with the rest. Scores on the held-out test split go to results.json: Dice over the
-    foreground classes (and with background, for comparison), QWK for grades, AUROC for binary targets.
-    Any KEY=VALUE of the configuration is accepted (e.g. freeze_steps=50 dropout=0.1 size=[64,64,64]).
+    Training stops when the validation metric has not improved for patience evaluations (max_steps is
+    a cap) and the best checkpoint is scored; a pretrained encoder is frozen for the first freeze_steps
+    steps, a random one never. Scores on the held-out test split go to results.json: Dice per volume
+    over the foreground classes and per class, with 95% intervals over volumes, QWK for grades, AUROC
+    for binary targets. Any KEY=VALUE of the configuration is accepted (e.g. patience=8 eval_every=25).
     """
     from imaging.finetune.efficiency import run_data_efficiency
     from imaging.finetune.run import FinetuneConfig, finetune, headline_metric
