@@ -1,5 +1,5 @@
-"""genetics: PLINK genotype files, QC, LD, and the three genetic modalities (SNP, PGS, burden) with
-their encoders. Imports only third-party packages (a leaf of the dependency graph).
+"""genetics: genotype files (.bed, .pgen, BGEN), QC, LD, and the three genetic modalities (SNP, PGS,
+burden) with their encoders. Imports only third-party packages (a leaf of the dependency graph).
 
 Names are re-exported lazily, so ``import genetics.plink`` stays fast (torch loads only for encoders).
 """
@@ -11,6 +11,9 @@ import importlib
 _EXPORTS = {
     "PlinkFileset": "genetics.plink",
     "write_plink": "genetics.plink",
+    "PgenFileset": "genetics.pgen",
+    "BgenFileset": "genetics.bgen",
+    "open_genotypes": "genetics.genotypes",
     "read_sample_table": "genetics.samples",
     "match_samples": "genetics.samples",
     "QCConfig": "genetics.qc",

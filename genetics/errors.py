@@ -20,3 +20,7 @@ class SampleMismatchError(GeneticsError):
 
 class TableFormatError(GeneticsError):
     """A phenotype, covariate, ID-list or other tabular input cannot be parsed."""
+
+
+class GenotypeFormatError(PlinkFormatError):
+    """A plink2 .pgen/.pvar/.psam or BGEN/.sample file is malformed or inconsistent with its siblings."""

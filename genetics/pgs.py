@@ -255,7 +255,7 @@ def score(
     """Compute polygenic scores, streaming variant chunks through one sparse (variants × scores) matrix.
 
     Args:
-        fileset: PLINK fileset or its prefix.
+        fileset: a genotype reader (.bed, .pgen, BGEN) or a path for ``genetics.genotypes.open_genotypes``.
         score_files: PGS Catalog scoring files (paths or parsed); ``pgs_id`` values must be distinct.
         match: ``"id"`` or ``"position"`` (see the module docstring).
         allow_ambiguous: keep A/T and C/G variants.
@@ -271,8 +271,10 @@ def score(
     """
     if match not in MATCH_MODES:
         raise ValueError(f"match must be one of {MATCH_MODES}, not {match!r}")
-    if not isinstance(fileset, PlinkFileset):
-        fileset = PlinkFileset(fileset)
+    if isinstance(fileset, (str, os.PathLike)):
+        from genetics.genotypes import open_genotypes
+
+        fileset = open_genotypes(fileset)
     if isinstance(score_files, (str, os.PathLike, ScoringFile)):
         score_files = [score_files]
     files = [f if isinstance(f, ScoringFile) else read_scoring_file(f) for f in score_files]

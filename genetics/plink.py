@@ -170,6 +170,10 @@ class PlinkFileset:
         state["_pandas_plink"] = None
         return state
 
+    def with_hardcalls(self) -> PlinkFileset:
+        """The fileset as hard calls, as QC filters count them: a .bed holds nothing else."""
+        return self
+
     @property
     def n_samples(self) -> int:
         return len(self.fam)

@@ -15,6 +15,10 @@ plink2 rules reproduced here (checked against plink2 2.00a3.5 in tests/genetics/
   frequency and passes --maf.
 * HWE p-values (founders, exact test) cover autosomes and XY; chrX (plink2: Graffelman–Weir), chrY and
   chrMT get NaN and are not HWE-filtered.
+* Dosage files (.pgen, BGEN) are filtered on their hard calls (``with_hardcalls()``: the .pgen's stored
+  calls; a BGEN dosage within 0.1 of an integer, plink2's --hard-call-threshold), so a dosage far from
+  an integer counts as missing for --geno/--mind. plink2 takes --maf from dosages; here MAF comes from
+  the hard calls too.
 * --keep/--remove lists go through :func:`genetics.samples.select_samples`: a one-column list matches
   IIDs, whereas plink2 2.00a3.5 reads it as IIDs with FID ``0``. Two-column lists behave the same.
 """
@@ -170,7 +174,7 @@ def variant_stats(
     kinds = chromosome_kinds(fileset.bim["CHROM"].to_numpy())
     keys = ("alt", "alleles", "missing", "samples", "hom_alt", "het", "hom_ref")
     parts: dict[str, list[np.ndarray]] = {key: [np.zeros(0)] for key in keys}
-    for index, block in fileset.iter_chunks(chunk_size, variants, samples):
+    for index, block in fileset.with_hardcalls().iter_chunks(chunk_size, variants, samples):
         for key, value in _block_stats(block, kinds[index], male, founder).items():
             parts[key].append(value)
     sums = {key: np.concatenate(value) for key, value in parts.items()}
@@ -216,7 +220,7 @@ def sample_missingness(
     male = male_mask(fam)
     is_y = chromosome_kinds(fileset.bim["CHROM"].to_numpy()) == "Y"
     missing = np.zeros(samples.size)
-    for index, block in fileset.iter_chunks(chunk_size, variants, samples):
+    for index, block in fileset.with_hardcalls().iter_chunks(chunk_size, variants, samples):
         missed = np.isnan(block)
         y = is_y[index]
         missing += missed[:, ~y].sum(axis=1) + missed[:, y].sum(axis=1) * male

@@ -99,7 +99,7 @@ def _block_results(
     buffer: np.ndarray | None,
 ) -> list[ChunkResult]:
     """One decoded block through every phenotype group: products on the CPU, or on ``device`` from raw bytes."""
-    if device is None:
+    if device is None or not hasattr(prepared.fileset, "read_raw"):  # dosage files decode on the CPU
         block = prepared.fileset.read_zero_missing(variants, buffer)
         return [associate_block(*block, design, mode) for design in prepared.designs]
     raw = prepared.fileset.read_raw(variants)

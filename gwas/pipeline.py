@@ -18,6 +18,7 @@ import pandas as pd
 import pyarrow.dataset as ds
 
 from genetics._atomic import atomic_write_text
+from genetics.genotypes import open_genotypes
 from genetics.plink import PlinkFileset
 from gwas.clump import clump_all, merge_loci, write_loci
 from gwas.phenotypes import load_covariates, load_phenotypes
@@ -173,7 +174,8 @@ def run_gwas(
     """Run a feature GWAS and write ``OUT/sumstats.parquet``, ``summary.tsv``, ``loci.tsv`` and plots.
 
     Args:
-        bfile: PLINK prefix or an open :class:`PlinkFileset`.
+        bfile: a genotype path for :func:`genetics.genotypes.open_genotypes` (PLINK prefix, .pgen) or an
+            open reader (:class:`PlinkFileset`, ``PgenFileset``, ``BgenFileset``).
         pheno: phenotype file or DataFrame with IID (and FID) and one column per phenotype.
         covar: covariate file or DataFrame (categorical columns are expanded to indicators).
         variants: (M,) .bim rows to test (after QC); default all.
@@ -190,7 +192,7 @@ def run_gwas(
     clump = clump or ClumpSettings()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    fileset = bfile if isinstance(bfile, PlinkFileset) else PlinkFileset(bfile)
+    fileset = open_genotypes(bfile) if isinstance(bfile, (str, os.PathLike)) else bfile
     prepared = prepare(fileset, pheno, covar, options, variants, sample_mask)
     run = run_chunks(prepared, out, options)
 
