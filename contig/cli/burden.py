@@ -6,10 +6,10 @@ import warnings
 
 import click
 
+from contig.cli._options import genotype_options, open_genotype_flags
 from genetics.burden import LAYOUTS, MISSING, RULES, compute_burdens, write_burdens
 from genetics.burden_inputs import parse_aaf_bins, read_annotations, read_masks, read_set_list
 from genetics.errors import GeneticsError
-from genetics.plink import PlinkFileset
 
 EPILOG = """\b
 Example:
@@ -32,7 +32,7 @@ or --layout wide for one column per GENE.MASK.AAF_BIN.
 
 
 @click.command("burden", epilog=EPILOG)
-@click.option("--bfile", required=True, metavar="PREFIX", help="PLINK 1 fileset PREFIX.bed/.bim/.fam.")
+@genotype_options
 @click.option(
     "--anno", "anno_path", required=True, type=click.Path(), help="Annotation file ID GENE ANNOT [WEIGHT]."
 )
@@ -65,7 +65,11 @@ or --layout wide for one column per GENE.MASK.AAF_BIN.
     "--chunk-size", default=1024, show_default=True, type=click.IntRange(min=1), help="Variants per read."
 )
 def command(
-    bfile: str,
+    bfile: str | None,
+    pfile: str | None,
+    bgen: str | None,
+    sample: str | None,
+    bgen_ref: str | None,
     anno_path: str,
     masks_path: str,
     out: str,
@@ -84,7 +88,8 @@ def command(
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            plink = PlinkFileset(bfile)
+            genotypes = {"bfile": bfile, "pfile": pfile, "bgen": bgen, "sample": sample, "bgen_ref": bgen_ref}
+            plink = open_genotype_flags(genotypes)
             annotations = read_annotations(anno_path)
             masks = read_masks(masks_path)
             set_list = read_set_list(set_list_path) if set_list_path else None

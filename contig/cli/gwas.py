@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from contig.cli._options import open_with_qc, qc_options
+from contig.cli._options import genotype_options, open_with_qc, qc_options
 from contig.cli._out_folder import OVERWRITE_OPTION, begin_out_folder, check_out_folder
 from gwas.pipeline import OUTPUT_FORMATS, ClumpSettings, prepare_phenotype_table, run_gwas
 from gwas.runner import GwasOptions
@@ -16,6 +16,8 @@ Examples:
       --covar-name age,sex,PC1,PC2 --maf 0.01 --geno 0.05 --hwe 1e-10 --format plink2 --out run1
   contig gwas --bfile geno --pheno features.parquet --pheno-pca 16 --pheno-quantile-normalize \\
       --covar covar.tsv --out gwas-pcs --resume
+  contig gwas --bgen ukb_imp_chr1.bgen --sample ukb_imp.sample --bgen-ref ref-first \\
+      --pheno features.parquet --covar covar.tsv --out gwas-chr1   # imputed dosages (or --pfile PREFIX)
   contig gwas --bfile /shared/geno --pheno /shared/features.parquet --scheduler tcp://head:8786 \\
       --out /shared/gwas-out        # chunks run on a Dask cluster that sees the same files
 
@@ -31,7 +33,7 @@ def _split(values: tuple[str, ...]) -> list[str] | None:
 
 
 @click.command("gwas", epilog=EXAMPLES)
-@click.option("--bfile", required=True, help="PLINK 1 prefix (PREFIX.bed/.bim/.fam).")
+@genotype_options
 @click.option(
     "--pheno", required=True, help="Phenotypes: plink-style text with #FID IID header, CSV, TSV or parquet."
 )

@@ -6,6 +6,7 @@ import warnings
 
 import click
 
+from contig.cli._options import genotype_options, open_genotype_flags
 from genetics.errors import GeneticsError
 from genetics.pgs import MATCH_MODES, score
 
@@ -22,7 +23,7 @@ mean-imputed from founder allele frequencies. The match report is printed.
 
 
 @click.command("pgs", epilog=EPILOG)
-@click.option("--bfile", required=True, metavar="PREFIX", help="PLINK 1 fileset PREFIX.bed/.bim/.fam.")
+@genotype_options
 @click.option(
     "--score",
     "score_files",
@@ -45,7 +46,11 @@ mean-imputed from founder allele frequencies. The match report is printed.
 )
 @click.option("--nonfounders", is_flag=True, help="Estimate imputation allele frequencies from all samples.")
 def command(
-    bfile: str,
+    bfile: str | None,
+    pfile: str | None,
+    bgen: str | None,
+    sample: str | None,
+    bgen_ref: str | None,
     score_files: tuple[str, ...],
     out: str,
     match: str,
@@ -53,12 +58,13 @@ def command(
     chunk_size: int,
     nonfounders: bool,
 ) -> None:
-    """Compute polygenic scores for every sample of a PLINK fileset."""
+    """Compute polygenic scores for every sample of a PLINK fileset, a .pgen or a BGEN file (dosages)."""
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
+            genotypes = {"bfile": bfile, "pfile": pfile, "bgen": bgen, "sample": sample, "bgen_ref": bgen_ref}
             result = score(
-                bfile,
+                open_genotype_flags(genotypes),
                 list(score_files),
                 match=match,
                 allow_ambiguous=allow_ambiguous,
