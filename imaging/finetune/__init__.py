@@ -1,8 +1,9 @@
 """imaging.finetune: transfer a pretrained encoder to segmentation or classification, with MC dropout.
 
 ``models`` (segmenter/classifier, checksum-checked weight transfer, ``load_pretrained_encoder``),
-``data`` (person splits, label fractions), ``evaluate`` (Dice without/with background, QWK, AUROC),
-``mc_dropout`` (T stochastic passes → mean, entropy, variance; NIfTI maps), ``run`` (one fine-tuning run:
+``data`` (person splits, label fractions), ``evaluate`` (Dice per volume, per class, with intervals; QWK, AUROC),
+``mc_dropout`` (T stochastic passes → mean, entropy, variance; NIfTI maps), ``early_stopping`` (train until
+the validation metric stops improving), ``run`` (one fine-tuning run under the transfer protocol:
 ``FinetuneConfig``, ``finetune``) and ``efficiency`` (label fractions × seeds × inits → table + plot).
 """
 
