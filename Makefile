@@ -8,10 +8,10 @@ PYTEST_WORKERS ?= 2
 install:
 	$(PYTHON) -m pip install --quiet --disable-pip-version-check -e '.[test]'
 
-# plink2 and plink 1.9 are the references the tests compare against (Debian packages).
+# plink2, plink 1.9 and dcm2niix are the references the tests compare against (Debian packages).
 system-deps:
-	@if ! command -v plink2 >/dev/null || ! command -v plink1.9 >/dev/null; then \
-		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq plink2 plink1.9 >/dev/null; \
+	@if ! command -v plink2 >/dev/null || ! command -v plink1.9 >/dev/null || ! command -v dcm2niix >/dev/null; then \
+		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq plink2 plink1.9 dcm2niix >/dev/null; \
 	fi
 
 demo: install

@@ -89,7 +89,8 @@ def image_settings_for(manifest: pd.DataFrame) -> ImageSettings:
 
 
 def load_image(paths: Sequence[str]) -> np.ndarray:
-    """One image from its channel files: PNG/JPEG → (C, H, W) in [0, 1]; NIfTI → (C, D, H, W) z-scored."""
+    """One image from its channel files: PNG/JPEG/DICOM → (C, H, W) in [0, 1] (8- or 16-bit); NIfTI →
+    (C, D, H, W) z-scored."""
     first = paths[0]
     if first.endswith((".nii", ".nii.gz")):
         channels = []
@@ -99,9 +100,10 @@ def load_image(paths: Sequence[str]) -> np.ndarray:
         return np.stack(channels)
     if len(paths) != 1:
         raise ManifestError(f"{first}: 2D images take one image column, got {len(paths)}")
-    array = read_image(first).astype(np.float32)
+    raw = read_image(first)  # uint8, or uint16 for 16-bit PNG and DICOM
+    array = raw.astype(np.float32)
     array = array[:, :, None] if array.ndim == 2 else array
-    return array.transpose(2, 0, 1) / 255.0
+    return array.transpose(2, 0, 1) / float(np.iinfo(raw.dtype).max)
 
 
 def _augment(image: torch.Tensor, degrees: float) -> torch.Tensor:

@@ -35,7 +35,7 @@ from imaging.errors import ImageFormatError, ImagingError
 from imaging.io import check_image_files, read_image, spatial_shape
 from imaging.volumes import crop_or_pad, load_volume, normalize_intensity, resize_2d
 
-SUFFIXES = {3: (".nii.gz", ".nii"), 2: (".png", ".jpg", ".jpeg")}
+SUFFIXES = {3: (".nii.gz", ".nii"), 2: (".png", ".jpg", ".jpeg", ".dcm")}
 BIOBANK_MRI_CLASSES = ["background", "CSF", "grey matter", "white matter", "lesion"]
 BIOBANK_FUNDUS_CLASSES = ["background", "optic disc", "vessel", "lesion"]
 

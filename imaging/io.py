@@ -1,4 +1,5 @@
-"""Image and volume files: 2D images through pillow, 3D/4D NIfTI volumes through nibabel.
+"""Image and volume files: 2D images through pillow, 3D/4D NIfTI volumes through nibabel, DICOM (2D images,
+series and multi-frame volumes) through ``imaging.dicom``.
 
 Every reader checks the file before trusting it: a missing, empty, truncated or corrupt file, or one of
 an unexpected shape, raises :class:`~imaging.errors.ImageFormatError` naming the file and what to do.
@@ -33,6 +34,7 @@ import numpy as np
 from nibabel.filebasedimages import ImageFileError
 from PIL import Image
 
+from imaging.dicom import dicom_problem, dicom_shape, is_dicom, read_dicom_image, read_dicom_volume
 from imaging.errors import ImageFormatError
 
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
@@ -115,6 +117,8 @@ def image_file_problem(path: str | os.PathLike) -> str | None:
     empty, and its header opens (pillow ``verify``; NIfTI header, and for ``.nii`` the file holds all the
     voxels the header promises). Returns the one-line problem, or None."""
     path = Path(path)
+    if path.is_dir() or is_dicom(path):
+        return dicom_problem(path)
     try:
         if _is_nifti(path):
             _check_readable(path, "volume")
@@ -153,8 +157,10 @@ def check_image_files(paths: Sequence[str | os.PathLike], noun: str = "image fil
 
 def spatial_shape(path: str | os.PathLike) -> tuple[int, ...]:
     """The stored spatial shape from the file header alone: (H, W) of a 2D image, (D, H, W) of a volume
-    (the first three NIfTI axes, before any resampling)."""
+    (the first three NIfTI axes, before any resampling; for DICOM volumes (columns, rows, slices))."""
     path = Path(path)
+    if path.is_dir() or is_dicom(path):
+        return dicom_shape(path)
     if _is_nifti(path):
         return tuple(int(v) for v in nib.load(path).shape[:3])
     with Image.open(path) as image:
@@ -162,13 +168,16 @@ def spatial_shape(path: str | os.PathLike) -> tuple[int, ...]:
 
 
 def read_image(path: str | os.PathLike) -> np.ndarray:
-    """Read a 2D image (PNG, JPEG, TIFF, BMP, ... anything pillow decodes).
+    """Read a 2D image (PNG, JPEG, TIFF, BMP, ... anything pillow decodes, and DICOM).
 
     Returns:
         uint8 or uint16 array: (H, W) for grey, (H, W, 3) RGB, (H, W, 4) RGBA, (H, W, 2) grey + alpha.
-        16-bit grey PNGs stay uint16; palette images are expanded to RGB(A).
+        16-bit grey PNGs stay uint16; palette images are expanded to RGB(A). Grey DICOM is uint16 after
+        its rescale and display window (``imaging.dicom.read_dicom_image``).
     """
     path = Path(path)
+    if is_dicom(path):
+        return read_dicom_image(path)
     _check_readable(path, "image")
     try:
         with Image.open(path) as image:
@@ -237,14 +246,18 @@ def _is_nifti(path: Path) -> bool:
 
 
 def read_volume(path: str | os.PathLike) -> Volume:
-    """Read a NIfTI volume (.nii or .nii.gz) as float32 (D, H, W), or (C, D, H, W) for a 4D file.
+    """Read a NIfTI volume (.nii or .nii.gz) as float32 (D, H, W), or (C, D, H, W) for a 4D file; or a
+    DICOM volume: a folder holding one series, or one multi-frame file (``imaging.dicom``).
 
     A 5D file whose 4th dimension is 1 (NIfTI vector intent) is read as (C, D, H, W) too.
     """
     path = Path(path)
+    if path.is_dir() or is_dicom(path):
+        return read_dicom_volume(path)
     if not _is_nifti(path):
         raise ImageFormatError(
-            f"{path}: not a NIfTI file name; volumes must end in {' or '.join(NIFTI_SUFFIXES)}"
+            f"{path}: not a NIfTI or DICOM file name; volumes end in {' or '.join(NIFTI_SUFFIXES)}, "
+            "or are DICOM (a folder of one series, or a .dcm file)"
         )
     _check_readable(path, "volume")
     try:

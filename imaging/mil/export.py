@@ -177,7 +177,7 @@ def write_json(path: str | os.PathLike, record: Mapping[str, Any]) -> Path:
     return path
 
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".dcm")
 
 
 def list_images(folder: str | os.PathLike) -> list[Path]:

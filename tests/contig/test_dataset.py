@@ -104,3 +104,16 @@ def test_useless_burden_sample_lists_name_the_file(tiny_biobank, tmp_path, conte
     with pytest.raises(GeneticsError, match=f"samples.txt: {message}"):
         build_genetic_inputs(data, tmp_path / "inputs", people[:40], config)
     assert not (tmp_path / "inputs" / "inputs.json").exists()
+
+
+def test_16_bit_and_dicom_images_are_scaled_to_the_unit_range_like_8_bit_ones(tmp_path):
+    """Used to divide by 255 whatever the depth: a 16-bit PNG reached 257."""
+    from contig.dataset import load_image
+    from imaging.io import write_png
+
+    ramp = np.linspace(0, 65535, 16, dtype=np.uint16).reshape(4, 4)
+    write_png(tmp_path / "deep.png", ramp)
+    write_png(tmp_path / "flat.png", (ramp // 257).astype(np.uint8))
+    deep, flat = load_image([str(tmp_path / "deep.png")]), load_image([str(tmp_path / "flat.png")])
+    assert deep.shape == flat.shape == (1, 4, 4) and deep.max() == 1.0
+    np.testing.assert_allclose(deep, flat, atol=1 / 255)

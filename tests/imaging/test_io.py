@@ -198,7 +198,7 @@ def test_bad_volume_files(tmp_path):
         "noise.nii.gz": "truncated or corrupt",
         "noise.nii": "truncated or corrupt",
         "slice.nii.gz": "expected a 3D volume",  # a 2D array where a volume is expected
-        "image.png": "not a NIfTI file name",
+        "image.png": "not a NIfTI or DICOM file name",
     }
     for name, message in cases.items():
         with pytest.raises(ImageFormatError, match=message) as info:
