@@ -289,7 +289,7 @@ def finetune(config: FinetuneConfig, resume: bool = False) -> dict[str, Any]:
         stopper.trainer = trainer
     fit = trainer.fit(resume=resume)
     stopped = stopper is not None and stopper.rule.stopped_step is not None
-    if stopped and trainer.is_main:
+    if stopped:  # every rank: the save gathers per-rank state, rank 0 writes
         trainer._save_last()  # the loop ended before its own final save; keep last/state a pair
     set_encoder_trainable(model, True)
     run = Path(config.out)

@@ -82,7 +82,8 @@ class ProxyEvaluation:
             self.batches.append(collate(items))
             self.sizes.append(stop - start)
         chances = [task.chance_accuracy(batch) for batch in self.batches]
-        self.chance = None if any(c is None for c in chances) else _weighted(chances, self.sizes)
+        unknown = not chances or any(c is None for c in chances)
+        self.chance = None if unknown else _weighted(chances, self.sizes)
         self.count = n
         self.initial_loss: float | None = None
         self.history: list[dict[str, float]] = []
@@ -112,7 +113,8 @@ class ProxyEvaluation:
 
     def start(self, model: nn.Module) -> None:
         """Score the untrained model: the control of every task (``proxy_init_loss``)."""
-        self.initial_loss = self.measure(model)["val_proxy_loss"]
+        if self.batches:
+            self.initial_loss = self.measure(model)["val_proxy_loss"]
 
     def __call__(self, model: nn.Module) -> dict[str, float]:
         metrics = self.measure(model)

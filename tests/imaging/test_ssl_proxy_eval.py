@@ -76,3 +76,14 @@ def test_held_out_images_keep_persons_together_and_leave_a_batch():
     assert not {ids[i] for i in train} & {ids[i] for i in held}
     train, held = held_out_indices(5, 0.5, batch_size=4, seed=0)  # 5 − 2 < 4: nothing held out
     assert len(held) == 0 and len(train) == 5
+
+
+def test_a_run_with_nothing_held_out_says_its_accuracy_was_not_measured(tmp_path):
+    config = SslConfig(
+        out=str(tmp_path / "run"), task="rotation", dim=3, encoder_kwargs={"base_width": 2, "depth": 2},
+        max_steps=1, batch_size=2, device="cpu", progress=False,
+    )  # fmt: skip
+    with pytest.warns(UserWarning, match="too few images to hold any out"):
+        result = train_ssl(config, dataset=two_blob_volumes(2, side=8))
+    assert result["proxy"]["n_held_out_images"] == 0 and result["proxy"]["proxy_chance"] is None
+    assert "val_proxy_acc" not in pd.read_csv(tmp_path / "run" / "metrics.csv")
