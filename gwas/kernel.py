@@ -20,7 +20,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import scipy.sparse as sp
 
 from gwas.errors import CollinearCovariatesError
 from gwas.pvalues import t_test_pvalues
@@ -142,8 +141,10 @@ class _MissingEntries:
     def size(self) -> int:
         return int(self.rows.size)
 
-    def _stacked(self, weights: np.ndarray, indices: np.ndarray, n_cols: int) -> sp.csr_matrix:
+    def _stacked(self, weights: np.ndarray, indices: np.ndarray, n_cols: int):
         """(w·m, n_cols) CSR whose block c holds ``weights[c]`` (w, e) at ``indices`` (e,) per variant."""
+        import scipy.sparse as sp  # only blocks with missing calls need it (~0.1 s to import)
+
         n_weights, e = weights.shape
         index_type = np.int32 if max(n_weights * e, n_cols) < 2**31 else np.int64  # scipy's own choice
         indptr = np.empty(n_weights * self.m + 1, dtype=index_type)
