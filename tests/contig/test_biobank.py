@@ -15,7 +15,7 @@ from click.testing import CliRunner
 from scipy import stats
 
 from contig.biobank import BiobankConfig, simulate_biobank
-from contig.biobank_traits import FUNDUS_TRAIT_SPECS, MRI_TRAIT_SPECS, TraitSpec
+from contig.biobank.traits import FUNDUS_TRAIT_SPECS, MRI_TRAIT_SPECS, TraitSpec
 from contig.cli import cli
 from genetics.burden import compute_burdens
 from genetics.burden_inputs import read_annotations, read_masks

@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 
 from contig.biobank import BiobankConfig, simulate_biobank
-from contig.biobank_images import trait_visibility
-from contig.biobank_traits import FUNDUS_TRAIT_SPECS, calibrated_specs
+from contig.biobank.images import trait_visibility
+from contig.biobank.traits import FUNDUS_TRAIT_SPECS, calibrated_specs
 from contig.demo.feature_gwas import oracle_gwas, person_image_traits, planted_variants
 from contig.demo.settings import FULL, QUICK
 from imaging.synthetic_fundus import DEMO_CALIBRATION, FUNDUS_TRAITS, FundusCalibration, render_fundus

@@ -10,14 +10,14 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from contig.biobank_genetics import MASKS, WrittenGenotypes, streamed_chunk
-from contig.biobank_images import MRI_CONTRASTS
-from contig.biobank_traits import Architecture
+from contig.biobank.genotypes import MASKS, WrittenGenotypes, streamed_chunk
+from contig.biobank.images import MRI_CONTRASTS
+from contig.biobank.traits import Architecture
 from genetics.coalescent import CoalescentCohorts
 from genetics.pgs import score
 
 if TYPE_CHECKING:
-    from contig.biobank import BiobankConfig
+    from contig.biobank.simulate import BiobankConfig
 
 FORMAT = "contig-synthetic-biobank/1"
 MASK_CLASSES = {

@@ -24,9 +24,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from contig import biobank_genetics as bg
-from contig import biobank_images as bi
-from contig.biobank_traits import (
+from contig.biobank import genotypes as bg
+from contig.biobank import images as bi
+from contig.biobank.traits import (
     FUNDUS_TRAIT_SPECS,
     MRI_TRAIT_SPECS,
     UNRELATED_TRAIT_SPECS,
@@ -38,7 +38,7 @@ from contig.biobank_traits import (
     genetic_values,
     residual_noise,
 )
-from contig.biobank_truth import truth_document
+from contig.biobank.truth import truth_document
 from genetics._atomic import atomic_write_text
 from genetics.coalescent import CoalescentCohorts, CoalescentConfig, simulate_cohorts
 
