@@ -31,7 +31,6 @@ _EXPORTS = {
     "list_encoders": "genetics.encoders",
     "register_encoder": "genetics.encoders",
     "GeneticRecord": "genetics.record",
-    "simulate_genotypes": "genetics.simulate",
     "GeneticsError": "genetics.errors",
 }
 __all__ = sorted(_EXPORTS)
