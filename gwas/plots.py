@@ -177,18 +177,21 @@ class PngWriter:
         """Queue (H, W, 3) uint8 pixels for ``path`` (the array must not change afterwards)."""
         self._pending.append(self._pool.submit(_write_png, rgb, path, dpi))
 
-    def close(self) -> None:
+    def close(self, raise_errors: bool = True) -> None:
+        """Wait for every queued file; re-raise the first error unless ``raise_errors`` is False."""
         try:
-            for job in self._pending:
-                job.result()
+            errors = [job.exception() for job in self._pending]
         finally:
             self._pool.shutdown(wait=True)
+        first = next((error for error in errors if error is not None), None)
+        if first is not None and raise_errors:
+            raise first
 
     def __enter__(self) -> PngWriter:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __exit__(self, exc_type, exc, traceback) -> None:
+        self.close(raise_errors=exc_type is None)  # an error of the caller's is not masked by ours
 
 
 def _write_png(rgb: np.ndarray, path: str | os.PathLike, dpi: int) -> None:

@@ -207,3 +207,18 @@ def test_shared_frames_draw_what_a_fresh_figure_draws(tmp_path):
 
 def test_nice_top_ladder():
     assert [nice_top(v) for v in (0.9, 8.4, 10.0, 10.5, 16, 31, 80, 499)] == [1, 10, 10, 15, 20, 50, 100, 500]
+
+
+def test_png_writer_reports_a_failed_write_and_does_not_mask_the_callers_error(tmp_path):
+    pixels = np.zeros((4, 4, 3), dtype=np.uint8)
+    (tmp_path / "missing folder").write_text("a file where the folder should be")
+    with pytest.raises(OSError):
+        with PngWriter() as writer:
+            writer.submit(pixels, tmp_path / "missing folder" / "a.png", 150)
+    with pytest.raises(KeyError):
+        with PngWriter() as writer:
+            writer.submit(pixels, tmp_path / "missing folder" / "b.png", 150)
+            raise KeyError("the caller's error")
+    with PngWriter() as writer:
+        writer.submit(pixels, tmp_path / "ok.png", 150)
+    assert png_size(tmp_path / "ok.png") == (4, 4)
