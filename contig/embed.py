@@ -4,9 +4,11 @@ Features are what GWAS and downstream probes use: the image tower's pooled outpu
 projection head (projection heads discard what the contrastive task does not need; Chen et al. 2020).
 A person's features are the mean over their images (two eyes, two visits).
 
->>> from contig.embed import embed_images, load_run   # doctest: +SKIP
->>> run = load_run("runs/pretrain")
->>> per_image, per_person = embed_images(run.model.image_tower, manifest)
+Usage, on the folder of a finished ``contig pretrain`` (not run as a doctest: it needs one)::
+
+    from contig.embed import embed_images, load_run
+    run = load_run("runs/pretrain")
+    per_image, per_person = embed_images(run.model.image_tower, manifest)
 """
 
 from __future__ import annotations
