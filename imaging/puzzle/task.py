@@ -36,12 +36,26 @@ import torch.nn.functional as F
 from torch import nn
 
 from imaging.errors import ImagingError
+from imaging.puzzle.pose import jitter_intensity, random_pose
 from imaging.puzzle.sinkhorn import hungarian, log_sinkhorn, sample_gumbel
 from imaging.puzzle.tiles import crop_cells, grid_cells, pick_modality, resize_tiles, shuffle_tiles, unshuffle
 from imaging.registry import TASKS
 from imaging.ssl.base import ProxyTask
 
 LossKind = Literal["ce", "reconstruction", "both"]
+HeadKind = Literal["attention", "mean"]
+
+#: Options that make puzzles a fixed template cannot solve (benchmarks/puzzle_accuracy.py measures it):
+#: per puzzle a random flip/90° turn, a rotation up to 20°, a zoom up to e^±0.3 and a shift up to 0.3 of
+#: the side; 30% of each cell side cut away at a random offset; per-tile contrast/brightness/noise.
+HARD_PUZZLES: dict[str, float | bool] = {
+    "turns": True,
+    "max_degrees": 20.0,
+    "max_shift": 0.3,
+    "max_zoom": 0.3,
+    "gap": 0.3,
+    "intensity": 0.5,
+}
 
 
 class PermutationHead(nn.Module):
@@ -63,6 +77,44 @@ class PermutationHead(nn.Module):
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         context = features.mean(dim=1, keepdim=True).expand_as(features)
         return self.mlp(torch.cat([features, context], dim=-1))
+
+
+class TileAttentionHead(nn.Module):
+    """Per-tile features (B, K, F) → (B, K, K) scores from tiles that attend to each other.
+
+    A small transformer without positional encodings lets every tile compare itself with every other
+    tile of its puzzle before it is scored, so the head can place tiles relative to each other (needed
+    once the pose of the puzzle varies). It is permutation-equivariant: permuting the input tiles
+    permutes the output rows the same way.
+    """
+
+    def __init__(self, num_features: int, num_tiles: int, hidden: int = 256, layers: int = 2, heads: int = 4):
+        super().__init__()
+        if hidden % heads:
+            raise ImagingError(
+                f"puzzle head width {hidden} must be a multiple of its {heads} attention heads"
+            )
+        self.inp = nn.Linear(num_features, hidden)
+        layer = nn.TransformerEncoderLayer(
+            hidden, heads, 2 * hidden, dropout=0.0, activation="gelu", batch_first=True, norm_first=True
+        )
+        self.blocks = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
+        self.out = nn.Sequential(nn.LayerNorm(hidden), nn.Linear(hidden, num_tiles))
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.out(self.blocks(self.inp(features)))
+
+
+def reconstruction_loss(soft: torch.Tensor, shuffled: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean squared error of the puzzle rebuilt by a soft permutation (Taleb et al. 2021).
+
+    ``soft`` (B, K, K) doubly stochastic (``soft[b, i, j]``: tile i at position j), ``shuffled`` (B, K, ...)
+    tiles, ``target`` (B, K) the true position of each. ``softᵀ · shuffled`` puts tiles at positions;
+    the loss is 0 for the true permutation matrix (and only for a matrix that rebuilds the same puzzle).
+    """
+    flat = shuffled.flatten(2).float()  # (B, K, V)
+    rebuilt = soft.transpose(1, 2) @ flat
+    return F.mse_loss(rebuilt, unshuffle(flat, target))
 
 
 @TASKS.register("puzzle")
@@ -89,6 +141,11 @@ class MultimodalPuzzle(ProxyTask):
         loss: "ce" (cross-entropy to the true permutation matrix), "reconstruction" (mean squared error of
             the puzzle reordered by the soft permutation against the ordered one) or "both".
         reconstruction_weight: weight of the reconstruction term when ``loss="both"``.
+        head: "attention" (tiles attend to each other, ``TileAttentionHead``) or "mean" (each tile
+            scored from itself and the mean of its puzzle's tiles, ``PermutationHead``).
+        turns, max_degrees, max_shift, max_zoom: per-puzzle pose before tiling (``imaging.puzzle.pose.random_pose``).
+        intensity: per-tile contrast/brightness/noise strength (``imaging.puzzle.pose.jitter_intensity``).
+        ``HARD_PUZZLES`` holds values that defeat a template matcher.
     """
 
     dims: ClassVar[tuple[int, ...]] = (2, 3)
@@ -111,6 +168,12 @@ class MultimodalPuzzle(ProxyTask):
         noise_factor: float = 0.1,
         loss: LossKind = "ce",
         reconstruction_weight: float = 1.0,
+        head: HeadKind = "attention",
+        turns: bool = False,
+        max_degrees: float = 0.0,
+        max_shift: float = 0.0,
+        max_zoom: float = 0.0,
+        intensity: float = 0.0,
     ):
         super().__init__(encoder, dim)
         self.grids = tuple(int(g) for g in (grids if grids else (grid,)))
@@ -130,13 +193,24 @@ class MultimodalPuzzle(ProxyTask):
             raise ImagingError(f"loss must be 'ce', 'reconstruction' or 'both', got {loss!r}")
         if temperature <= 0 or sinkhorn_iters < 1:
             raise ImagingError("temperature must be > 0 and sinkhorn_iters >= 1")
+        if head not in ("attention", "mean"):
+            raise ImagingError(f"puzzle head must be 'attention' or 'mean', got {head!r}")
+        if max_degrees < 0 or not 0 <= max_shift < 0.5 or not 0 <= max_zoom < 1 or intensity < 0:
+            raise ImagingError(
+                f"puzzle pose needs max_degrees >= 0, 0 <= max_shift < 0.5, 0 <= max_zoom < 1, intensity >= 0; "
+                f"got {max_degrees}, {max_shift}, {max_zoom}, {intensity}"
+            )
+        self.turns, self.max_degrees, self.max_shift = bool(turns), float(max_degrees), float(max_shift)
+        self.max_zoom = float(max_zoom)
+        self.intensity, self.head_kind = float(intensity), head
         self.modalities = None if names is None else tuple(names)
         self.modality_confusion, self.gap, self.tile_size = modality_confusion, gap, tile_size
         self.patch_multiple = patch_multiple
         self.temperature, self.sinkhorn_iters, self.noise_factor = temperature, sinkhorn_iters, noise_factor
         self.loss_kind, self.reconstruction_weight = loss, reconstruction_weight
         features = int(encoder.num_features)
-        self.heads = nn.ModuleDict({str(g): PermutationHead(features, g**dim, hidden) for g in self.grids})
+        kind = TileAttentionHead if head == "attention" else PermutationHead
+        self.heads = nn.ModuleDict({str(g): kind(features, g**dim, hidden) for g in self.grids})
 
     # ------------------------------------------------------------------------------------- batches
     def make_batch(self, images: torch.Tensor, generator: torch.Generator) -> dict[str, torch.Tensor]:
@@ -155,7 +229,10 @@ class MultimodalPuzzle(ProxyTask):
             )
         b, m = images.shape[:2]
         n = self.grids[int(torch.randint(len(self.grids), (), generator=generator))]
-        cells = grid_cells(images.float(), n)  # (B, M, K, *cell)
+        images = random_pose(
+            images.float(), generator, self.turns, self.max_degrees, self.max_shift, self.max_zoom
+        )
+        cells = grid_cells(images, n)  # (B, M, K, *cell)
         k, cell = cells.shape[2], cells.shape[3:]
         if self.modality_confusion:
             modality = torch.randint(m, (b, k), generator=generator)
@@ -170,7 +247,7 @@ class MultimodalPuzzle(ProxyTask):
             tile = tuple(min(s, t) for s, t in zip(size, tile, strict=True))
         room = torch.tensor([c - t + 1 for c, t in zip(cell, tile, strict=True)], dtype=torch.float64)
         offsets = (torch.rand(b, k, self.dim, generator=generator, dtype=torch.float64) * room).long()
-        tiles = crop_cells(picked, tile, offsets)
+        tiles = jitter_intensity(crop_cells(picked, tile, offsets), self.intensity, generator)
         if size is not None:
             tiles = resize_tiles(tiles, size)
         shuffled, target = shuffle_tiles(tiles, generator)
@@ -204,9 +281,7 @@ class MultimodalPuzzle(ProxyTask):
             # −Σ_ij P_ij log S_ij per tile: P is one-hot in each row.
             loss = loss + F.nll_loss(log_p.reshape(-1, k), target.reshape(-1))
         if self.loss_kind in ("reconstruction", "both"):
-            flat = tiles.flatten(2).float()  # (B, K, V)
-            rebuilt = log_p.exp().transpose(1, 2) @ flat  # Sᵀ · shuffled ≈ ordered
-            term = F.mse_loss(rebuilt, unshuffle(flat, target))
+            term = reconstruction_loss(log_p.exp(), tiles, target)
             loss = loss + (self.reconstruction_weight if self.loss_kind == "both" else 1.0) * term
         with torch.no_grad():
             correct = hungarian(log_alpha) == target
@@ -254,4 +329,12 @@ def chance_accuracy(num_tiles: int) -> tuple[float, float]:
     return 1.0 / num_tiles, 1.0 / math.factorial(num_tiles)
 
 
-__all__ = ["MultimodalPuzzle", "PermutationHead", "chance_accuracy", "held_out_accuracy"]
+__all__ = [
+    "HARD_PUZZLES",
+    "MultimodalPuzzle",
+    "PermutationHead",
+    "TileAttentionHead",
+    "chance_accuracy",
+    "held_out_accuracy",
+    "reconstruction_loss",
+]

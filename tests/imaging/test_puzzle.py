@@ -223,3 +223,92 @@ def test_synthetic_modalities_are_co_registered_and_standardised():
     assert torch.allclose(image.mean(dim=(1, 2, 3)), torch.zeros(2), atol=1e-4)
     assert torch.allclose(standardize_channels(image, 3), image, atol=1e-4)
     assert not torch.allclose(image[0], image[1])  # two contrasts of one anatomy
+
+
+# --------------------------------------------------------------------------- puzzles a template cannot solve
+def test_template_matcher_solves_easy_puzzles_but_not_hard_ones():
+    """Centred, alike brains: the mean tile per position places every tile; posed, jittered ones defeat it."""
+    from imaging.puzzle.task import HARD_PUZZLES
+    from imaging.puzzle.template import TemplateMatcher
+
+    train = SyntheticMultimodal(48, size=32, dim=2, seed=0)
+    held_out = SyntheticMultimodal(16, size=32, dim=2, seed=1)
+    for metric in ("correlation", "mse"):
+        easy = MultimodalPuzzle(TinyEncoder(), dim=2, grid=3, modalities=3, head="mean")
+        hard = MultimodalPuzzle(TinyEncoder(), dim=2, grid=3, modalities=3, head="mean", **HARD_PUZZLES)
+        on_easy = TemplateMatcher(metric).fit(easy, train.images).evaluate(easy, held_out.images, seed=1)
+        on_hard = TemplateMatcher(metric).fit(hard, train.images).evaluate(hard, held_out.images, seed=1)
+        assert on_easy["tiles"] == on_hard["tiles"] == 16 * 9 and on_hard["puzzles"] == 16
+        assert on_easy["tile_accuracy"] > 0.9, metric
+        assert on_hard["tile_accuracy"] < 0.4, metric  # chance is 1/9; 0.28 (correlation) when written
+
+
+def test_pose_moves_every_modality_alike_and_is_reproducible():
+    from imaging.puzzle.pose import jitter_intensity, random_pose
+
+    images = torch.arange(2 * 64.0).reshape(1, 2, 8, 8).repeat(6, 1, 1, 1)
+    images[:, 1] = images[:, 0] * 2  # a second "modality" of the same anatomy
+    turned = random_pose(images, _gen(3), turns=True)
+    assert torch.allclose(turned[:, 1], turned[:, 0] * 2)  # co-registered after the pose
+    for b in range(6):  # a flip/turn moves voxels without interpolating them
+        assert torch.equal(turned[b, 0].flatten().sort().values, images[b, 0].flatten())
+    assert len({tuple(t[0].flatten()[:3].tolist()) for t in turned}) > 1  # poses differ between images
+    moved = random_pose(images, _gen(4), turns=True, max_degrees=20, max_shift=0.2, max_zoom=0.2)
+    assert torch.equal(
+        moved, random_pose(images, _gen(4), turns=True, max_degrees=20, max_shift=0.2, max_zoom=0.2)
+    )
+    assert torch.equal(random_pose(images, _gen(4)), images)  # nothing asked, nothing changed
+    tiles = torch.randn(3, 4, 5, 5)
+    assert torch.equal(jitter_intensity(tiles, 0.0, _gen()), tiles)
+    jittered = jitter_intensity(tiles, 0.5, _gen())
+    assert jittered.shape == tiles.shape and not torch.allclose(jittered, tiles)
+
+
+def test_hard_puzzles_are_valid_permutations_and_train_the_encoder():
+    from imaging.puzzle.task import HARD_PUZZLES
+
+    task = MultimodalPuzzle(TinyEncoder(3), dim=3, grid=2, modalities=2, **HARD_PUZZLES)
+    batch = task.make_batch(torch.randn(3, 2, 16, 16, 16), _gen(1))
+    assert batch["tiles"].shape[:3] == (3, 8, 1)
+    assert all(sorted(row.tolist()) == list(range(8)) for row in batch["target"])
+    task(batch)["loss"].backward()
+    assert task.encoder.net[0].weight.grad.abs().max() > 0
+    with pytest.raises(ImagingError, match="max_shift"):
+        MultimodalPuzzle(TinyEncoder(), dim=2, grid=2, max_shift=0.6)
+    with pytest.raises(ImagingError, match="head"):
+        MultimodalPuzzle(TinyEncoder(), dim=2, grid=2, head="mlp")
+
+
+@pytest.mark.parametrize("grid", [2, 3])
+def test_attention_head_is_permutation_equivariant(grid):
+    from imaging.puzzle.task import TileAttentionHead
+
+    torch.manual_seed(0)
+    head = TileAttentionHead(num_features=6, num_tiles=grid**2, hidden=32).eval()
+    features = torch.randn(3, grid**2, 6)
+    order = torch.randperm(grid**2)
+    with torch.no_grad():
+        scores, permuted = head(features), head(features[:, order])
+    assert torch.allclose(permuted, scores[:, order], atol=1e-5)
+    # and it compares tiles: changing one tile changes the scores of the others
+    changed = features.clone()
+    changed[:, 0] += 3.0
+    with torch.no_grad():
+        assert not torch.allclose(head(changed)[:, 1:], scores[:, 1:], atol=1e-4)
+
+
+def test_reconstruction_loss_is_zero_only_for_the_true_permutation():
+    from imaging.puzzle.sinkhorn import permutation_matrix
+    from imaging.puzzle.task import reconstruction_loss
+
+    tiles = torch.randn(4, 9, 1, 5, 5)
+    target = torch.stack([torch.randperm(9) for _ in range(4)])
+    shuffled = tiles[torch.arange(4)[:, None], target]
+    assert reconstruction_loss(permutation_matrix(target), shuffled, target).item() == pytest.approx(
+        0.0, abs=1e-12
+    )
+    wrong = target.clone()
+    wrong[:, [0, 1]] = wrong[:, [1, 0]]  # two tiles swapped
+    assert reconstruction_loss(permutation_matrix(wrong), shuffled, target).item() > 0.01
+    uniform = torch.full((4, 9, 9), 1 / 9)  # the soft permutation of a head that knows nothing
+    assert reconstruction_loss(uniform, shuffled, target).item() > 0.1
