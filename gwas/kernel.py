@@ -237,7 +237,10 @@ def associate_chunk(
 def block_products(g0: np.ndarray, design: GroupDesign) -> tuple[np.ndarray, np.ndarray]:
     """The two passes over a decoded block, on the CPU: g0ᵀ·rhs (m, P + k + 1) and Σ_group g² (m,)."""
     product = g0.T @ design.rhs
-    sumsq = np.einsum("ij,ij,i->j", g0, g0, design.member.astype(np.float64))
+    if design.n == design.member.size:  # the group is every row: no mask to multiply by (~40% faster)
+        sumsq = np.einsum("ij,ij->j", g0, g0)
+    else:
+        sumsq = np.einsum("ij,ij,i->j", g0, g0, design.member.astype(np.float64))
     return product, sumsq
 
 
