@@ -91,12 +91,13 @@ def training_options(function: Callable) -> Callable:
     return function
 
 
-# Settings a resumed run may change: how long, how often it logs and saves, where it runs, the batch size
-# (the trainer continues the data order approximately). Anything else would make config.yaml describe a
-# run that was not trained that way.
+# Settings a resumed run may change: how long (including early stopping's patience), how often it logs
+# and saves, where it runs, the batch size (the trainer continues the data order approximately). Anything
+# else (e.g. val_fraction, which changes the training images) would make config.yaml describe a run that
+# was not trained that way.
 RESUMABLE = frozenset(
-    {"out", "max_steps", "epochs", "log_every", "eval_every", "checkpoint_every", "device", "progress",
-     "num_workers", "tensorboard", "batch_size", "amp", "amp_dtype", "channels_last", "eval_boot"}
+    {"out", "max_steps", "epochs", "patience", "log_every", "eval_every", "checkpoint_every", "device",
+     "progress", "num_workers", "tensorboard", "batch_size", "amp", "amp_dtype", "channels_last", "eval_boot"}
 )  # fmt: skip
 
 
