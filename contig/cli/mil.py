@@ -50,14 +50,21 @@ def command() -> None:
     help="Share of images that keep their lesion mask.",
 )
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option(
+    "--difficulty",
+    type=click.Choice(["easy", "hard"]),
+    default="easy",
+    show_default=True,
+    help="hard: fainter lesions, more noise, lesion mimics on every image (pair with --mask-fraction 0.2).",
+)
 @OVERWRITE_OPTION
-def simulate(out, n, height, width, positive_fraction, mask_fraction, seed, overwrite) -> None:
+def simulate(out, n, height, width, positive_fraction, mask_fraction, seed, difficulty, overwrite) -> None:
     """Write synthetic bitewings: images/*.png, masks/*.png, labels.csv."""
     from imaging.mil.synthetic_bitewing import simulate_bitewings
 
     begin_out_folder(out, "mil simulate", overwrite=overwrite)
     try:
-        path = simulate_bitewings(out, n, height, width, positive_fraction, mask_fraction, seed)
+        path = simulate_bitewings(out, n, height, width, positive_fraction, mask_fraction, seed, difficulty)
     except (ImagingError, ValueError) as error:
         raise _fail(error) from None
     click.echo(f"wrote {n} images and {path}")

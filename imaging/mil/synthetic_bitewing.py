@@ -7,6 +7,13 @@ radiolucent mimic of caries, present in healthy images too). Positive images car
 at interproximal surfaces near the contact points: radiolucent ellipses confined to the enamel
 (class 1, "enamel") or reaching into the dentin (class 2, "dentin").
 
+``difficulty="hard"`` (``HARD_BITEWINGS``) makes the task hard enough to rank models: fainter lesions,
+more noise, and 1–2 *lesion mimics* per image, healthy ones included — radiolucent spots with the same
+shape and darkening as a lesion but inside a crown, away from the contact surfaces where caries starts
+(like the overlap of cusps or a pulp horn); they are never in the mask or the label. Pair it with a
+``mask_fraction`` of about 0.2 (only some images segmented). The default ("easy") draws exactly the
+images it always drew.
+
 Every random number of image ``i`` comes from a generator seeded by (seed, i), so an image does not
 depend on how many others are drawn. Lengths are in pixels at height 128 and scale with the height.
 
@@ -29,6 +36,18 @@ from imaging.io import write_png
 SEVERITY_NAMES: tuple[str, ...] = ("healthy", "enamel", "dentin")  # mask values and `severity` labels
 LABEL_COLUMNS: tuple[str, ...] = ("image", "label", "severity", "n_lesions", "mask")
 
+#: render_bitewing options per difficulty; "easy" is the original generator.
+DIFFICULTIES: dict[str, dict] = {
+    "easy": {},
+    "hard": {
+        "lesion_contrast": (0.22, 0.38),
+        "noise": 0.05,
+        "mimics": (1, 2),
+        "mimic_contrast": (0.22, 0.38),
+    },
+}
+HARD_BITEWINGS = DIFFICULTIES["hard"]
+
 _AIR, _BONE, _DENTIN, _ENAMEL, _PULP = 0.08, 0.36, 0.62, 0.90, 0.30
 
 
@@ -44,6 +63,8 @@ def render_bitewing(
     n_lesions: int = 0,
     lesion_contrast: tuple[float, float] = (0.5, 0.7),
     noise: float = 0.03,
+    mimics: tuple[int, int] = (0, 0),
+    mimic_contrast: tuple[float, float] = (0.22, 0.38),
 ) -> tuple[np.ndarray, np.ndarray, dict]:
     """Draw one bitewing-like image.
 
@@ -53,10 +74,14 @@ def render_bitewing(
         n_lesions: caries lesions to place (0 = healthy image).
         lesion_contrast: range of the fractional darkening at a lesion's centre.
         noise: standard deviation of the additive pixel noise (intensities in [0, 1]).
+        mimics: (low, high) inclusive number of lesion mimics inside crowns (not in the mask); (0, 0) = none
+            and no extra random numbers drawn.
+        mimic_contrast: range of a mimic's darkening at its centre.
 
     Returns:
         image (H, W) uint8, mask (H, W) uint8 with 0 background, 1 enamel lesion, 2 dentin lesion, and
-        info {"severity": max mask class, "n_lesions": lesions drawn}.
+        info {"severity": max mask class, "n_lesions": lesions drawn, "n_mimics": mimics drawn,
+        "mimic_mask": (H, W) bool where mimics darken}.
     """
     if height < 32 or width < 32:
         raise ValueError(f"bitewing images need height and width >= 32, got {height} x {width}")
@@ -93,13 +118,22 @@ def render_bitewing(
         tooth, side = candidates[site // 2], (-1, 1)[site % 2]
         severity = int(rng.integers(1, 3))
         _add_lesion(darkening, mask, xx, yy, tooth, side, severity, s, rng, lesion_contrast)
+    mimic_mask = np.zeros((height, width), bool)
+    n_mimics = int(rng.integers(mimics[0], mimics[1] + 1)) if mimics[1] > 0 else 0
+    for tooth in rng.choice(len(candidates), size=n_mimics) if n_mimics and candidates else []:
+        mimic_mask |= _add_mimic(darkening, xx, yy, candidates[tooth], s, rng, mimic_contrast)
     image = image * (1.0 - darkening)
     image = ndimage.gaussian_filter(image, 0.7 * s + 0.2)
     gamma = rng.uniform(0.8, 1.25)
     image = np.clip(image, 0, 1) ** gamma * rng.uniform(0.85, 1.0) + rng.uniform(0.0, 0.06)
     image = image + noise * rng.normal(size=image.shape)
     image8 = (np.clip(image, 0, 1) * 255 + 0.5).astype(np.uint8)
-    return image8, mask, {"severity": int(mask.max()), "n_lesions": int(n_lesions)}
+    info = {
+        "severity": int(mask.max()),
+        "n_lesions": int(n_lesions),
+        "n_mimics": int(mimic_mask.any() and n_mimics),
+    }
+    return image8, mask, {**info, "mimic_mask": mimic_mask}
 
 
 def a_visible(tooth: dict, width: int) -> bool:
@@ -154,6 +188,22 @@ def _add_lesion(darkening, mask, xx, yy, tooth, side, severity, s, rng, contrast
     mask[region] = np.maximum(mask[region], severity)
 
 
+def _add_mimic(darkening, xx, yy, tooth, s, rng, contrast) -> np.ndarray:
+    """A lesion-like radiolucent ellipse inside the crown, away from both contact surfaces (in place).
+
+    Returns the (H, W) bool region it darkens.
+    """
+    a, b, cx, yc, jaw = tooth["a"], tooth["b"], tooth["cx"], tooth["yc"], tooth["jaw"]
+    u0, v0 = rng.uniform(-0.45, 0.45), rng.uniform(-0.1, 0.6)
+    centre_x, centre_y = cx + u0 * a, yc + jaw * -v0 * b
+    half_w = max(rng.uniform(0.08, 0.16) * a, 2.0)
+    half_h = max(rng.uniform(3.0, 5.0) * s, rng.uniform(2.0, 3.0))
+    r2 = ((xx - centre_x) / half_w) ** 2 + ((yy - centre_y) / half_h) ** 2
+    blob = np.clip(1.4 * (1.0 - r2), 0.0, 1.0) ** 0.7 * tooth["tooth"]
+    darkening[:] = np.maximum(darkening, rng.uniform(*contrast) * blob)
+    return (r2 < 1.0) & tooth["tooth"]
+
+
 def simulate_bitewings(
     out: str | os.PathLike,
     n: int = 200,
@@ -162,14 +212,19 @@ def simulate_bitewings(
     positive_fraction: float = 0.5,
     mask_fraction: float = 1.0,
     seed: int = 0,
+    difficulty: str = "easy",
 ) -> Path:
     """Write a folder of synthetic bitewings: ``images/*.png``, ``masks/*.png``, ``labels.csv``.
 
     ``labels.csv`` has columns image, label (0/1 caries), severity (0 healthy, 1 enamel, 2 dentin),
     n_lesions and mask (relative path, empty for images without a mask: only a ``mask_fraction`` of
     the images, chosen at random, keep theirs, to mimic partly segmented data). Masks hold the
-    lesion class per pixel (0/1/2). Returns the labels.csv path.
+    lesion class per pixel (0/1/2). ``difficulty`` picks the generator (``DIFFICULTIES``); other than
+    "easy" it adds a column n_mimics. Returns the labels.csv path.
     """
+    if difficulty not in DIFFICULTIES:
+        raise ValueError(f"difficulty must be one of {', '.join(DIFFICULTIES)}, got {difficulty!r}")
+    options = DIFFICULTIES[difficulty]
     if n < 1:
         raise ValueError(f"n must be >= 1, got {n}")
     if not (0.0 <= positive_fraction <= 1.0 and 0.0 <= mask_fraction <= 1.0):
@@ -180,7 +235,7 @@ def simulate_bitewings(
     for i in range(n):
         rng = np.random.default_rng(np.random.SeedSequence([int(seed), 0xB17E, i]))
         n_lesions = int(rng.integers(1, 3)) if rng.random() < positive_fraction else 0
-        image, mask, info = render_bitewing(rng, height, width, n_lesions=n_lesions)
+        image, mask, info = render_bitewing(rng, height, width, n_lesions=n_lesions, **options)
         name = f"bw{i:05d}"
         write_png(out / "images" / f"{name}.png", image)
         mask_rel = ""
@@ -188,8 +243,12 @@ def simulate_bitewings(
             mask_rel = f"masks/{name}.png"
             write_png(out / mask_rel, mask)
         severity = info["severity"]
-        rows.append((f"images/{name}.png", int(severity > 0), severity, info["n_lesions"], mask_rel))
-    table = pd.DataFrame(rows, columns=list(LABEL_COLUMNS))
+        rows.append(
+            (f"images/{name}.png", int(severity > 0), severity, info["n_lesions"], mask_rel, info["n_mimics"])
+        )
+    table = pd.DataFrame(rows, columns=[*LABEL_COLUMNS, "n_mimics"])
+    if difficulty == "easy":
+        table = table.drop(columns="n_mimics")
     path = out / "labels.csv"
     tmp = out / ".labels.csv.tmp"
     table.to_csv(tmp, index=False)
@@ -197,4 +256,11 @@ def simulate_bitewings(
     return path
 
 
-__all__ = ["LABEL_COLUMNS", "SEVERITY_NAMES", "render_bitewing", "simulate_bitewings"]
+__all__ = [
+    "DIFFICULTIES",
+    "HARD_BITEWINGS",
+    "LABEL_COLUMNS",
+    "SEVERITY_NAMES",
+    "render_bitewing",
+    "simulate_bitewings",
+]
