@@ -8,7 +8,7 @@
 | ``contig:<run dir>``        | ``contig.embed.load_image_encoder(run_dir)`` (``contig pretrain``)        |
 | ``features:<file.parquet>`` | precomputed features, e.g. from ``contig embed`` (no encoder)            |
 
-Nothing is downloaded. The pretrained loaders are looked up when used, so the harness imports without them.
+Nothing is downloaded. The pretrained loaders are imported when used.
 
 >>> encoder = load_encoder("random:resnet18", in_chans=1)
 >>> encoder.num_features
@@ -17,7 +17,6 @@ Nothing is downloaded. The pretrained loaders are looked up when used, so the ha
 
 from __future__ import annotations
 
-import importlib
 import os
 from pathlib import Path
 
@@ -30,10 +29,6 @@ from imaging.training.distributed import resolve_device
 
 SOURCE_KINDS = ("random", "timm", "ssl", "contig", "features")
 # source kind → (module, function) of a loader taking the run directory
-RUN_LOADERS = {
-    "ssl": ("imaging.finetune", "load_pretrained_encoder"),
-    "contig": ("contig.embed", "load_image_encoder"),
-}
 
 
 def parse_source(source: str) -> tuple[str, str]:
@@ -82,26 +77,21 @@ def load_encoder(
             except UnknownNameError as error:
                 raise BenchmarkError(f"{source!r}: {error}") from None
     else:
-        encoder = _run_loader(kind, source)(target)
+        encoder = _run_loader(kind)(target)
     _check_interface(encoder, source)
     return encoder.eval()
 
 
-def _run_loader(kind: str, source: str):
-    module_name, function = RUN_LOADERS[kind]
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as error:
-        if error.name is None or not module_name.startswith(error.name):
-            raise
-        module = None
-    loader = getattr(module, function, None)
-    if loader is None:
-        raise BenchmarkError(
-            f"{source!r} needs {module_name}.{function}(run_dir), which this installation does not provide; "
-            "update contig, or export features with `contig embed` and use a features: source"
-        )
-    return loader
+def _run_loader(kind: str):
+    """The loader of a run folder's encoder: ``contig ssl`` runs or ``contig pretrain`` runs (imported on
+    use, so the harness imports without torch-heavy modules it may not need)."""
+    if kind == "ssl":
+        from imaging.finetune import load_pretrained_encoder
+
+        return load_pretrained_encoder
+    from contig.embed import load_image_encoder
+
+    return load_image_encoder
 
 
 def _check_interface(encoder: nn.Module, source: str) -> None:

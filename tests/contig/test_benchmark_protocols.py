@@ -25,7 +25,6 @@ from contig.benchmark import (
     load_encoder,
     score_predictions,
 )
-from contig.benchmark import encoders as encoder_sources
 from imaging.metrics import auroc, quadratic_weighted_kappa
 
 MODULES = ["subsets", "probes", "harness", "finetune", "encoders"]
@@ -224,13 +223,10 @@ def test_encoder_sources():
         load_encoder("features:f.parquet")
 
 
-def test_missing_run_loader_is_named(monkeypatch, tmp_path):
-    monkeypatch.setitem(
-        encoder_sources.RUN_LOADERS, "ssl", ("imaging.no_such_module", "load_pretrained_encoder")
-    )
-    with pytest.raises(BenchmarkError, match="imaging.no_such_module.load_pretrained_encoder"):
-        load_encoder(f"ssl:{tmp_path}")
+def test_run_sources_use_their_run_loader(monkeypatch, tmp_path):
     tiny = load_encoder("timm:test_efficientnet")
+    monkeypatch.setattr("imaging.finetune.load_pretrained_encoder", lambda run_dir: tiny)
+    assert load_encoder(f"ssl:{tmp_path}") is tiny
     monkeypatch.setattr("contig.embed.load_image_encoder", lambda run_dir: tiny, raising=False)
     assert load_encoder(f"contig:{tmp_path}") is tiny
 
