@@ -27,16 +27,25 @@ def info_nce(
     return loss, accuracy
 
 
-def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.1) -> torch.Tensor:
+def nt_xent(
+    z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.1, groups: torch.Tensor | None = None
+) -> torch.Tensor:
     """SimCLR's normalised-temperature cross-entropy over the 2B views of a batch.
 
     z1, z2: (B, F) projections of the two views (L2-normalised here). For each of the 2B views the
-    positive is the other view of the same sample and the 2B − 2 views of other samples are negatives.
+    positive is the other view of the same sample. Without ``groups`` the 2B − 2 views of the other
+    samples are its negatives; with ``groups`` (B,) (e.g. the volume each patch was cut from) only the
+    views of other samples in the same group are, so a view of another group never enters its
+    denominator.
     """
     z = F.normalize(torch.cat([z1, z2]), dim=1)  # (2B, F)
     b = z1.shape[0]
     logits = z @ z.T / temperature
-    logits = logits.masked_fill(torch.eye(2 * b, dtype=torch.bool, device=z.device), float("-inf"))
+    excluded = torch.eye(2 * b, dtype=torch.bool, device=z.device)
+    if groups is not None:
+        both = torch.cat([groups, groups]).to(z.device)
+        excluded = excluded | (both[:, None] != both[None, :])
+    logits = logits.masked_fill(excluded, float("-inf"))
     targets = torch.cat([torch.arange(b, 2 * b), torch.arange(b)]).to(z.device)
     return F.cross_entropy(logits, targets)
 

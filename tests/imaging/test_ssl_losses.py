@@ -83,3 +83,23 @@ def test_hamming_set_matches_the_greedy_loop_and_beats_random_sets():
         assert len({tuple(p) for p in greedy}) == size
         assert sorted(greedy[0]) == list(range(n))
         assert min_hamming_distance(greedy) > min_hamming_distance(random_permutations(n, size, seed=0))
+
+
+def test_grouped_nt_xent_matches_a_loop_over_same_group_candidates():
+    g = torch.Generator().manual_seed(5)
+    z1, z2 = (torch.randn(6, 4, generator=g, dtype=torch.float64) for _ in range(2))
+    groups = torch.tensor([0, 0, 0, 1, 1, 1])
+    z = F.normalize(torch.cat([z1, z2]), dim=1).tolist()
+    both = groups.tolist() * 2
+    total = 0.0
+    for i in range(12):
+        j = (i + 6) % 12
+        sims = {
+            k: sum(a * b for a, b in zip(z[i], z[k], strict=True)) / 0.05
+            for k in range(12)
+            if k != i and both[k] == both[i]
+        }
+        total += -sims[j] + math.log(sum(math.exp(s) for s in sims.values()))
+    assert math.isclose(float(nt_xent(z1, z2, 0.05, groups)), total / 12, rel_tol=1e-10)
+    one_group = nt_xent(z1, z2, 0.05, torch.zeros(6, dtype=torch.long))
+    assert math.isclose(float(one_group), float(nt_xent(z1, z2, 0.05)), rel_tol=1e-12)
