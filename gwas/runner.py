@@ -324,7 +324,8 @@ def _run_local(
     """
     workers = _affordable_workers(prepared, options, device)
     padded = padded_samples(prepared.fileset.n_samples)
-    block = 0 if device else decode_block_size(prepared.fileset.n_samples, options.chunk_size)
+    n_pheno = len(prepared.phenotype_names)
+    block = 0 if device else decode_block_size(prepared.fileset.n_samples, options.chunk_size, n_pheno)
     buffers: SimpleQueue = SimpleQueue()
     for _ in range(workers):
         buffers.put(np.empty((block, padded)) if block else None)
@@ -369,7 +370,8 @@ def _affordable_workers(prepared: PreparedGwas, options: GwasOptions, device: st
     memory they use: host memory for CPU decoding, the GPU's free memory for device decoding."""
     n_pheno, padded = len(prepared.phenotype_names), padded_samples(prepared.fileset.n_samples)
     statistics = 8 * 16 * options.chunk_size * n_pheno  # ~16 (m, P) float64 arrays per chunk
-    decoded = 8 * decode_block_size(prepared.fileset.n_samples, options.chunk_size) * padded
+    n_cpu = n_pheno if device is None else None
+    decoded = 8 * decode_block_size(prepared.fileset.n_samples, options.chunk_size, n_cpu) * padded
     if device is None:
         per_worker, memory, where = decoded + statistics, memory_limit_bytes(), "this machine's memory"
     else:  # on the device: the decoded block, its square and the index codes; statistics on the host
