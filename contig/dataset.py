@@ -27,14 +27,14 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
+from contig.errors import ContigError
 from genetics.record import MASK_KEY, GeneticRecord
-from imaging.errors import ImagingError
 from imaging.io import check_image_files, read_image, read_volume
 
 MRI_COLUMNS = ("image_t1", "image_t2", "image_flair")
 
 
-class ManifestError(ImagingError):
+class ManifestError(ContigError):
     """The image manifest lacks columns, or names people or files that cannot be used."""
 
 

@@ -25,11 +25,11 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from contig.dataset import MultimodalDataset, image_settings_for, read_manifest
+from contig.errors import ContigError
 from contig.genetic_inputs import open_genetic_record
 from contig.pretrain import INPUTS_DIR, PretrainConfig, build_model
 from genetics._atomic import atomic_path
 from genetics.record import GeneticRecord
-from imaging.errors import ImagingError
 from imaging.training import checkpoint as ckpt
 from imaging.training.config import load_config
 from imaging.training.distributed import resolve_device
@@ -51,9 +51,7 @@ def load_run(run_dir: str | os.PathLike, weights: str = "best") -> LoadedRun:
     """Rebuild the model of ``run_dir`` and load its ``best`` (or ``last``) weights, in eval mode."""
     run = Path(run_dir)
     if not (run / "config.yaml").is_file():
-        raise ImagingError(
-            f"{run}: not a pretraining run (no config.yaml); give the --out of contig pretrain"
-        )
+        raise ContigError(f"{run}: not a pretraining run (no config.yaml); give the --out of contig pretrain")
     config = load_config(run / "config.yaml", PretrainConfig)
     path = run / (ckpt.BEST if weights == "best" else ckpt.LAST)
     if weights == "best" and not path.is_file():
@@ -69,7 +67,7 @@ def _in_chans(path: Path) -> int:
     for name, tensor in ckpt.read_weights(path).items():
         if name.startswith("image_tower.") and tensor.dim() >= 4:
             return int(tensor.shape[1])
-    raise ImagingError(f"{path}: no image-tower convolution found; is this a contig pretrain checkpoint?")
+    raise ContigError(f"{path}: no image-tower convolution found; is this a contig pretrain checkpoint?")
 
 
 def load_image_encoder(run_dir: str | os.PathLike) -> nn.Module:
@@ -127,7 +125,7 @@ def embed_run(
     if people is not None:
         table = table[table["IID"].isin(people)].reset_index(drop=True)
     if table.empty:
-        raise ImagingError(f"{manifest}: no image to embed (after selecting people)")
+        raise ContigError(f"{manifest}: no image to embed (after selecting people)")
     per_image, per_person = embed_images(run.model.image_tower, table, **kwargs)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)

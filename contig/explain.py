@@ -34,10 +34,10 @@ import torch.nn.functional as F
 
 from contig.dataset import read_manifest
 from contig.embed import embed_images, load_run
+from contig.errors import ContigError
 from contig.model import ContIG
 from contig.pretrain import person_splits
 from genetics._atomic import atomic_path
-from imaging.errors import ImagingError
 
 
 def per_person_loss(
@@ -135,7 +135,7 @@ def explain_run(
     chosen = set(splits.loc[splits["split"] == (split or config.val_split), "IID"])
     table = manifest[manifest["IID"].isin(chosen)].reset_index(drop=True)
     if table.empty:
-        raise ImagingError(f"{data}: no images of split {split or config.val_split!r} to explain")
+        raise ContigError(f"{data}: no images of split {split or config.val_split!r} to explain")
     _, per_person = embed_images(model.image_tower, table, progress=progress)
     with torch.no_grad():
         features = torch.from_numpy(per_person.filter(like="feat_").to_numpy())

@@ -42,6 +42,7 @@ from contig.dataset import (
     image_settings_for,
     read_manifest,
 )
+from contig.errors import ContigError
 from contig.evaluation import contrastive_evaluation, summarise_excess, validation_metrics
 from contig.genetic_inputs import GeneticInputsConfig, build_genetic_inputs, open_genetic_record
 from contig.losses import chance_level, contrastive_loss
@@ -49,7 +50,7 @@ from contig.model import ContIG, TowerSpec
 from genetics._atomic import atomic_path, atomic_write_text
 from genetics.encoders import list_encoders as list_genetic_encoders
 from genetics.record import GeneticRecord
-from imaging.errors import ImagingError
+from imaging.errors import UnknownNameError
 from imaging.registry import is_encoder as is_image_encoder
 from imaging.training import checkpoint as ckpt
 from imaging.training import distributed as D
@@ -124,7 +125,7 @@ def person_splits(config: PretrainConfig) -> pd.DataFrame:
     if path.is_file():
         return pd.read_csv(path, sep="\t", dtype=str)[["IID", "split"]]
     if config.splits:
-        raise ImagingError(f"{path}: no such split table (columns IID, split)")
+        raise ContigError(f"{path}: no such split table (columns IID, split)")
     people = read_manifest(data / "manifest.parquet")["IID"].unique()
     return pd.DataFrame({"IID": people, "split": config.train_split})
 
@@ -284,13 +285,13 @@ class PretrainParts:
 def _check_before_training(config: PretrainConfig, manifest: pd.DataFrame, splits: pd.DataFrame) -> None:
     """What would otherwise fail minutes in: encoder names, and every image the run reads."""
     if not is_image_encoder(config.image_encoder):
-        raise ImagingError(
+        raise UnknownNameError(
             f"image_encoder={config.image_encoder!r} is neither a contig encoder nor a timm model; "
             "see imaging.list_encoders() or timm.list_models()"
         )
     unknown = sorted(set(config.towers.values()) - set(list_genetic_encoders()))
     if unknown:
-        raise ImagingError(
+        raise ContigError(
             f"towers: unknown genetic encoder(s) {unknown}; choose from {list_genetic_encoders()}"
         )
     used = set(splits.loc[splits["split"].isin([config.train_split, config.val_split]), "IID"])
@@ -315,7 +316,7 @@ def prepare_pretraining(config: PretrainConfig) -> PretrainParts:
         _images_of(manifest, splits, config.train_split), record, modalities, config.loss_mode
     )
     if train_images.empty:
-        raise ImagingError(
+        raise ContigError(
             f"{data}: no training images of people with genetic data (split {config.train_split!r})"
         )
     val_images = _images_of(manifest, splits, config.val_split)

@@ -1,9 +1,9 @@
-"""Typed error of the benchmark harness (an ``ImagingError``, so the CLI reports it in one line)."""
+"""Typed error of the benchmark harness (a ``ContigError``, so the CLI reports it in one line)."""
 
 from __future__ import annotations
 
-from imaging.errors import ImagingError
+from contig.errors import ContigError
 
 
-class BenchmarkError(ImagingError, ValueError):
+class BenchmarkError(ContigError, ValueError):
     """A benchmark configuration, label table, feature table or encoder source that cannot be used."""

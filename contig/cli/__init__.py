@@ -14,6 +14,7 @@ import warnings
 
 import click
 
+from contig.errors import ContigError
 from genetics.errors import GeneticsError
 from imaging.errors import ImagingError
 
@@ -94,7 +95,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(2)
     except click.ClickException as error:
         _fail(f"error: {' '.join(error.format_message().split())}", 2, debug)
-    except (GeneticsError, ImagingError) as error:
+    except (ContigError, GeneticsError, ImagingError) as error:
         _fail(f"error: {error}", 2, debug)
     except OSError as error:  # a folder that is read-only, a full disk, a path that vanished
         where = f"{error.filename}: " if error.filename else ""

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from contig.errors import ContigError
 from imaging.errors import ImagingError
 from imaging.training.config import ConfigError, apply_overrides, from_dict, load_config
 
@@ -57,6 +58,6 @@ def command(config_path, data, out, device, quiet, overrides) -> None:
         logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
         results = run_benchmark(config)
-    except ImagingError as error:
+    except (ContigError, ImagingError) as error:
         raise click.ClickException(" ".join(str(error).split())) from None
     click.echo(f"wrote {len(results)} result rows to {Path(config.out) / 'results.parquet'}")

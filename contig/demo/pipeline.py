@@ -34,11 +34,11 @@ from contig.demo.feature_gwas import feature_gwas, oracle_gwas
 from contig.demo.report import checks, write_report
 from contig.demo.settings import FULL, QUICK, DemoSettings
 from contig.embed import embed_images, load_run
+from contig.errors import ContigError
 from contig.evaluation import paired_difference
 from contig.genetic_inputs import GeneticInputsConfig
 from contig.pretrain import EVALUATION_TERMS, PretrainConfig, pretrain
 from genetics._atomic import atomic_write_text
-from imaging.errors import ImagingError
 
 log = logging.getLogger("contig.demo")
 METHODS = ("contig", "contig_permuted", "simclr", "random")
@@ -109,7 +109,7 @@ STAMP = "demo.json"
 DEMO_FORMAT = 2  # bump when a stage's output changes meaning (2: calibrated biobank, controls)
 
 
-class DemoFolderError(ImagingError):
+class DemoFolderError(ContigError):
     """``out`` holds a demo made with other settings, another seed or an older demo."""
 
 

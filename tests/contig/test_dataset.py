@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 import torch
 
-from contig.dataset import MultimodalCollate, MultimodalDataset, group_people, read_manifest
+from contig.dataset import ManifestError, MultimodalCollate, MultimodalDataset, group_people, read_manifest
 from contig.genetic_inputs import GeneticInputsConfig, build_genetic_inputs, open_genetic_record
 from genetics.record import GeneticRecord
 from imaging.errors import ImagingError
@@ -52,7 +52,7 @@ def test_corrupt_image_names_the_file(tmp_path):
 
 def test_manifest_without_image_column_is_a_clear_error(tmp_path):
     pd.DataFrame({"IID": ["p1"], "path": ["x.png"]}).to_csv(tmp_path / "m.csv", index=False)
-    with pytest.raises(ImagingError, match="no column"):
+    with pytest.raises(ManifestError, match="no column"):
         read_manifest(tmp_path / "m.csv")
 
 
