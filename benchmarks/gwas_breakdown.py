@@ -55,25 +55,32 @@ def _breakdown(prefix: Path, pheno: Path, covar: Path, mode: str, chunk_size: in
     pvalues = kernel.t_test_pvalues
     n_pheno, m_total = len(prepared.phenotype_names), fileset.n_variants
     log10_p = np.empty((n_pheno, m_total))
-    buffer = np.empty(
-        (chunk.decode_block_size(fileset.n_samples, chunk_size), chunk.padded_samples(fileset.n_samples))
-    )
+    block = chunk.decode_block_size(fileset.n_samples, chunk_size, n_pheno)  # as the runner decodes
+    buffer = np.empty((block, chunk.padded_samples(fileset.n_samples)))
     sink = pq.ParquetWriter(io.BytesIO(), chunk.WRITE_SCHEMA, **chunk.PARQUET_OPTIONS)
     try:
         for start in range(0, m_total, chunk_size):
             index = np.arange(start, min(start + chunk_size, m_total))
-            g0, samples, variants = clock.time(
-                "decode + missing calls", fileset.read_zero_missing, index, buffer
-            )
-            kernel.t_test_pvalues = lambda *a: clock.time("p-values", pvalues, *a)  # timed inside _finish
-            for design in prepared.designs:
-                product = clock.time("product g0ᵀ·[y|Q|1] (BLAS)", np.matmul, g0.T, design.rhs)
-                sumsq = clock.time(
-                    "Σ g² (einsum)", np.einsum, "ij,ij,i->j", g0, g0, design.member.astype(np.float64)
+            parts: list[list] = [[] for _ in prepared.designs]
+            samples, variants = [], []
+            for first in range(0, index.size, block):  # the stages of chunk._block_results, one by one
+                g0, block_samples, block_variants = clock.time(
+                    "decode + missing calls", fileset.read_zero_missing, index[first : first + block], buffer
                 )
+                samples.append(block_samples)
+                variants.append(block_variants + first)
+                for design, part in zip(prepared.designs, parts, strict=True):
+                    product = clock.time("product g0ᵀ·[y|Q|1] (BLAS)", np.matmul, g0.T, design.rhs)
+                    sumsq = clock.time("Σ g² (einsum)", np.einsum, "ij,ij->j", g0, g0)
+                    part.append((product, sumsq))
+            kernel.t_test_pvalues = lambda *a: clock.time("p-values", pvalues, *a)  # timed inside _finish
+            for design, part in zip(prepared.designs, parts, strict=True):
+                product = np.concatenate([p for p, _ in part])
+                sumsq = np.concatenate([q for _, q in part])
                 clock.time(
                     "corrections + statistics",
-                    kernel.associate_products, product, sumsq, samples, variants, design, mode,
+                    kernel.associate_products, product, sumsq, np.concatenate(samples),
+                    np.concatenate(variants), design, mode,
                 )  # fmt: skip
             kernel.t_test_pvalues = pvalues
             stats = chunk.compute_chunk(
