@@ -7,8 +7,11 @@ in pooled voxels), ``dice`` (the headline) is the mean over volumes of each volu
 Dice, ``dice_with_background`` the same with class 0 (for comparison with papers that include it), and
 ``n_volumes`` the number of volumes. With ``intervals=True`` every Dice also gets a 95 % percentile
 bootstrap interval over volumes (``<name>_ci_low``, ``<name>_ci_high``). With ``mc_samples > 1`` the
-prediction is the argmax of the MC-dropout mean and the mean predictive entropy is reported
-(``mc_entropy``).
+prediction is the argmax of the MC-dropout mean; the mean predictive entropy, variance and mutual
+information are reported (``mc_entropy``, ``mc_variance``, ``mc_mutual_information``) and, for the test
+split (``intervals=True``), scored: the AUROC of each map for the voxels the prediction gets wrong,
+pooled and per volume with bootstrap intervals over volumes, and the expected calibration error with a
+reliability diagram (``imaging.finetune.uncertainty``).
 
 Classification reports ``accuracy``, ``qwk`` (quadratic weighted kappa of the argmax class; ordinal
 grades, K > 2) and ``auroc`` (binary: the positive class's probability; K > 2: macro one-vs-rest).
@@ -25,11 +28,43 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from imaging.finetune.mc_dropout import mc_predict, write_uncertainty_maps
+from imaging.finetune.mc_dropout import mc_moments, write_uncertainty_maps
+from imaging.finetune.uncertainty import uncertainty_scores
 from imaging.metrics import auroc, bootstrap_ci, dice_per_volume, quadratic_weighted_kappa
 
 
 @torch.no_grad()
+def predict_maps(
+    model: nn.Module,
+    dataset: Dataset,
+    batch_size: int = 4,
+    device: torch.device | str = "cpu",
+    mc_samples: int = 1,
+) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+    """Probabilities (N, K, *S) float32, targets (N, *S) int64 and, with ``mc_samples > 1``, the MC
+    uncertainty maps (N, *S) ``entropy``, ``variance`` and ``mutual_information`` (else an empty dict)."""
+    modes = {module: module.training for module in model.modules()}
+    model.eval()
+    probs, targets, maps = [], [], {}
+    try:
+        for images, target in DataLoader(dataset, batch_size=batch_size, shuffle=False):
+            images = images.to(device)
+            if mc_samples > 1:
+                moments = mc_moments(model, images, mc_samples)
+                mean = moments.pop("mean")
+                for name, value in moments.items():
+                    maps.setdefault(name, []).append(value.cpu().numpy())
+            else:
+                mean = torch.softmax(model(images).float(), dim=1)
+            probs.append(mean.cpu().numpy())
+            targets.append(target.numpy())
+    finally:
+        for module, mode in modes.items():
+            module.training = mode
+    join = np.concatenate
+    return join(probs), join(targets), {name: join(parts) for name, parts in maps.items()}
+
+
 def predict_probabilities(
     model: nn.Module,
     dataset: Dataset,
@@ -43,27 +78,8 @@ def predict_probabilities(
         probabilities (N, K, *S) float32, targets (N, *S) int64, and with ``mc_samples > 1`` the
         entropy and variance (N, *S); else None, None.
     """
-    modes = {module: module.training for module in model.modules()}
-    model.eval()
-    probs, targets, entropies, variances = [], [], [], []
-    try:
-        for images, target in DataLoader(dataset, batch_size=batch_size, shuffle=False):
-            images = images.to(device)
-            if mc_samples > 1:
-                mean, entropy, variance = mc_predict(model, images, mc_samples)
-                entropies.append(entropy.cpu().numpy())
-                variances.append(variance.cpu().numpy())
-            else:
-                mean = torch.softmax(model(images).float(), dim=1)
-            probs.append(mean.cpu().numpy())
-            targets.append(target.numpy())
-    finally:
-        for module, mode in modes.items():
-            module.training = mode
-    join = np.concatenate
-    if mc_samples > 1:
-        return join(probs), join(targets), join(entropies), join(variances)
-    return join(probs), join(targets), None, None
+    probs, targets, maps = predict_maps(model, dataset, batch_size, device, mc_samples)
+    return probs, targets, maps.get("entropy"), maps.get("variance")
 
 
 def segmentation_scores(
@@ -79,19 +95,35 @@ def segmentation_scores(
     spacing: Sequence[float] | None = None,
     intervals: bool = False,
     n_boot: int = 1000,
+    reliability_png: str | os.PathLike | None = None,
 ) -> dict[str, float]:
-    """Dice of the held-out ``dataset`` (see the module docstring); MC maps to ``maps_dir`` (3D only)."""
-    probs, targets, entropy, variance = predict_probabilities(model, dataset, batch_size, device, mc_samples)
+    """Dice of the held-out ``dataset`` (see the module docstring); MC maps to ``maps_dir`` (3D only).
+
+    With ``mc_samples > 1`` and ``intervals``, the uncertainty is scored against the voxel errors
+    (``imaging.finetune.uncertainty.uncertainty_scores``) and the reliability diagram is drawn to
+    ``reliability_png`` when given.
+    """
+    probs, targets, maps = predict_maps(model, dataset, batch_size, device, mc_samples)
     pred = probs.argmax(axis=1)
     scores = volume_dice_scores(pred, targets, num_classes, class_names, intervals, n_boot)
-    if entropy is not None and variance is not None:
-        scores["mc_entropy"] = float(entropy.mean())
-        scores["mc_variance"] = float(variance.mean())
+    if maps:
+        scores["mc_entropy"] = float(maps["entropy"].mean())
+        scores["mc_variance"] = float(maps["variance"].mean())
+        scores["mc_mutual_information"] = float(maps["mutual_information"].mean())
+        if intervals:
+            scores.update(
+                uncertainty_scores(probs, targets, maps, n_boot=n_boot, reliability_png=reliability_png)
+            )
         if maps_dir is not None and pred.ndim == 4:
             for index in range(len(pred)):
                 item = ids[index] if ids is not None else f"item{index:04d}"
                 write_uncertainty_maps(
-                    Path(maps_dir), item, probs[index], entropy[index], variance[index], spacing
+                    Path(maps_dir),
+                    item,
+                    probs[index],
+                    maps["entropy"][index],
+                    maps["variance"][index],
+                    spacing,
                 )
     return scores
 
@@ -156,4 +188,10 @@ def _nanmean(values: np.ndarray) -> float:
     return float(present.mean()) if present.size else float("nan")
 
 
-__all__ = ["classification_scores", "predict_probabilities", "segmentation_scores", "volume_dice_scores"]
+__all__ = [
+    "classification_scores",
+    "predict_maps",
+    "predict_probabilities",
+    "segmentation_scores",
+    "volume_dice_scores",
+]

@@ -2,7 +2,8 @@
 
 Only the dropout layers are switched to training mode; normalisation layers stay in evaluation mode, so
 the passes differ by the dropout masks alone. ``mc_predict`` returns the mean class probabilities, the
-predictive entropy of that mean and the variance of the probabilities over the passes.
+predictive entropy of that mean and the variance of the probabilities over the passes; ``mc_moments``
+adds the mutual information. ``imaging.finetune.uncertainty`` scores these maps against the errors.
 
 >>> import torch
 >>> from imaging.registry import create_encoder
@@ -49,15 +50,14 @@ def mc_dropout_mode(model: nn.Module) -> Iterator[nn.Module]:
 
 
 @torch.no_grad()
-def mc_predict(
-    model: nn.Module, x: torch.Tensor, samples: int = 10
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def mc_moments(model: nn.Module, x: torch.Tensor, samples: int = 10) -> dict[str, torch.Tensor]:
     """T stochastic passes of ``model`` (logits (B, K, *S), or (B, K) for a classifier) on ``x``.
 
     Returns:
-        mean: (B, K, *S) mean softmax probabilities over the passes.
-        entropy: (B, *S) predictive entropy −Σ_k p̄_k log p̄_k of the mean (nats).
-        variance: (B, *S) variance of the probabilities over the passes, averaged over the K classes.
+        ``mean`` (B, K, *S) mean softmax probabilities over the passes; ``entropy`` (B, *S) predictive
+        entropy −Σ_k p̄_k log p̄_k of the mean (nats); ``variance`` (B, *S) variance of the probabilities
+        over the passes, averaged over the K classes; ``mutual_information`` (B, *S) the entropy of the
+        mean minus the mean entropy of the passes (the part of the uncertainty the passes disagree on).
 
     Raises:
         ImagingError: ``samples < 1``, or ``samples > 1`` for a model without dropout (every pass equal).
@@ -69,19 +69,30 @@ def mc_predict(
             f"{type(model).__name__} has no active dropout layer, so MC samples would all be equal; "
             "train it with dropout > 0 (e.g. dropout=0.1) or use mc_samples=1"
         )
-    total = total_sq = None
+    total = total_sq = pass_entropy = None
     with mc_dropout_mode(model):
         for _ in range(samples):
             probabilities = torch.softmax(model(x).float(), dim=1)
+            entropy = -(probabilities * probabilities.clamp_min(1e-12).log()).sum(dim=1)
             if total is None:
-                total, total_sq = probabilities.clone(), probabilities.square()
+                total, total_sq, pass_entropy = probabilities.clone(), probabilities.square(), entropy
             else:
                 total += probabilities
                 total_sq += probabilities.square()
+                pass_entropy += entropy
     mean = total / samples
     variance = (total_sq / samples - mean.square()).clamp_min(0).mean(dim=1)
     entropy = -(mean * mean.clamp_min(1e-12).log()).sum(dim=1)
-    return mean, entropy, variance
+    information = (entropy - pass_entropy / samples).clamp_min(0)
+    return {"mean": mean, "entropy": entropy, "variance": variance, "mutual_information": information}
+
+
+def mc_predict(
+    model: nn.Module, x: torch.Tensor, samples: int = 10
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(mean (B, K, *S), entropy (B, *S), variance (B, *S))`` of :func:`mc_moments`."""
+    moments = mc_moments(model, x, samples)
+    return moments["mean"], moments["entropy"], moments["variance"]
 
 
 def write_uncertainty_maps(
@@ -117,4 +128,4 @@ def write_uncertainty_maps(
     return paths
 
 
-__all__ = ["dropout_layers", "mc_dropout_mode", "mc_predict", "write_uncertainty_maps"]
+__all__ = ["dropout_layers", "mc_dropout_mode", "mc_moments", "mc_predict", "write_uncertainty_maps"]

@@ -52,6 +52,7 @@ from imaging.training.config import ConfigError, TrainingConfig
 
 DEFAULT_ENCODERS = {2: "unet2d", 3: "unet3d"}
 RESULTS = "results.json"
+RELIABILITY = "reliability.png"  # MC-dropout reliability diagram of the test voxels (--mc-samples > 1)
 
 
 @dataclass
@@ -254,6 +255,7 @@ def finetune(config: FinetuneConfig, resume: bool = False) -> dict[str, Any]:
         mc_samples: int = 1,
         maps_dir: Path | None = None,
         intervals: bool = False,
+        reliability_png: Path | None = None,
     ) -> dict:
         if segment:
             return segmentation_scores(
@@ -268,6 +270,7 @@ def finetune(config: FinetuneConfig, resume: bool = False) -> dict[str, Any]:
                 ids=data[split].ids,
                 spacing=config.target_spacing,
                 intervals=intervals,
+                reliability_png=reliability_png,
             )
         return classification_scores(
             model, data[split], num_classes, config.eval_batch_size, device, mc_samples
@@ -295,7 +298,8 @@ def finetune(config: FinetuneConfig, resume: bool = False) -> dict[str, Any]:
     run = Path(config.out)
     load_weights(model, run / (BEST if (run / BEST).is_file() else LAST))
     maps = run / "mc_maps" if config.mc_samples > 1 and segment and config.dim == 3 else None
-    test = score(model, "test", config.mc_samples, maps, intervals=True)
+    reliability = run / RELIABILITY if config.mc_samples > 1 and segment else None
+    test = score(model, "test", config.mc_samples, maps, intervals=True, reliability_png=reliability)
     persons = {dataset.ids[i] for i in chosen}
     results = {
         "task": config.task,
@@ -349,6 +353,7 @@ def _plain(value: Any) -> Any:
 __all__ = [
     "FinetuneConfig",
     "FrozenWarmup",
+    "RELIABILITY",
     "RESULTS",
     "SegmentationLoss",
     "build_encoder",

@@ -297,6 +297,11 @@ def test_segment_run_with_mc_dropout(folder, tmp_path):
     assert len(maps) == 6 and maps[0].endswith("_entropy.nii.gz")
     saved = yaml.safe_load((tmp_path / "seg" / "config.yaml").read_text())
     assert saved["monitor"] == "val_dice" and saved["encoder"] == "unet3d" and saved["num_classes"] == 3
+    # The uncertainty is scored on the test voxels: error-detection AUROC, calibration and its figure.
+    for key in ("mc_error_auroc_entropy", "mc_error_auroc_variance", "mc_error_auroc_mutual_information"):
+        assert key in test and f"{key}_ci_low" in test and f"{key}_per_volume" in test
+    assert 0 <= test["mc_ece"] <= 1 and test["mc_error_auroc_chance"] == 0.5
+    assert (tmp_path / "seg" / "reliability.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_classify_with_label_fraction(folder, pretrained, tmp_path):
