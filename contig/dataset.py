@@ -39,7 +39,7 @@ class ManifestError(ContigError):
 
 
 @dataclass(frozen=True)
-class ImageSettings:
+class ImageConfig:
     """How images are read and (for training) augmented.
 
     Attributes:
@@ -81,11 +81,11 @@ def check_images(manifest: pd.DataFrame, columns: Sequence[str]) -> None:
     check_image_files(list(pd.unique(manifest[list(columns)].to_numpy().ravel())))
 
 
-def image_settings_for(manifest: pd.DataFrame) -> ImageSettings:
+def image_settings_for(manifest: pd.DataFrame) -> ImageConfig:
     """Fundus manifests read ``image``; MRI manifests read the three contrasts as channels."""
     if all(c in manifest.columns for c in MRI_COLUMNS):
-        return ImageSettings(columns=MRI_COLUMNS)
-    return ImageSettings()
+        return ImageConfig(columns=MRI_COLUMNS)
+    return ImageConfig()
 
 
 def load_image(paths: Sequence[str]) -> np.ndarray:
@@ -124,7 +124,7 @@ def _augment(image: torch.Tensor, degrees: float) -> torch.Tensor:
 class MultimodalDataset(Dataset):
     """Images of a manifest (rows = images) with the IID that keys each person's genetics."""
 
-    def __init__(self, manifest: pd.DataFrame, settings: ImageSettings | None = None):
+    def __init__(self, manifest: pd.DataFrame, settings: ImageConfig | None = None):
         self.settings = settings or image_settings_for(manifest)
         missing = [c for c in ("IID", *self.settings.columns) if c not in manifest.columns]
         if missing:

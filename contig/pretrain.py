@@ -35,7 +35,7 @@ import torch
 from torch import nn
 
 from contig.dataset import (
-    ImageSettings,
+    ImageConfig,
     MultimodalCollate,
     MultimodalDataset,
     check_images,
@@ -321,7 +321,7 @@ def prepare_pretraining(config: PretrainConfig) -> PretrainParts:
         )
     val_images = _images_of(manifest, splits, config.val_split)
     codes = {iid: i for i, iid in enumerate(pd.unique(manifest["IID"]))}
-    train = MultimodalDataset(train_images, ImageSettings(settings.columns, augment=config.augment))
+    train = MultimodalDataset(train_images, ImageConfig(settings.columns, augment=config.augment))
     val = MultimodalDataset(val_images, settings) if len(val_images) else None
     evaluation = {config.train_split: MultimodalDataset(train_images, settings)}
     for split in sorted(set(splits["split"]) - {config.train_split}):  # val, and e.g. test: never trained on

@@ -57,7 +57,7 @@ import torch
 from IPython.display import Image, display
 
 from contig.biobank import BiobankConfig, simulate_biobank
-from contig.dataset import ImageSettings, MultimodalDataset
+from contig.dataset import ImageConfig, MultimodalDataset
 from contig.demo.baselines import random_encoder, train_simclr
 from contig.demo.downstream import read_image_table
 from contig.demo.feature_gwas import feature_gwas, oracle_gwas, planted_variants
@@ -118,7 +118,7 @@ pretrain(
     ),
     resume=True,
 )
-train_images = MultimodalDataset(labels[labels["split"] == "train"].reset_index(drop=True), ImageSettings())
+train_images = MultimodalDataset(labels[labels["split"] == "train"].reset_index(drop=True), ImageConfig())
 in_chans = train_images[0]["image"].shape[0]
 encoders = {
     "contig": load_run(out / "runs" / "contig").model.image_tower,

@@ -64,8 +64,8 @@ from contig.benchmark import (
     score_predictions,
 )
 from contig.benchmark.probes import METRICS
-from contig.dataset import ImageSettings, MultimodalDataset
-from contig.demo.settings import DemoSettings
+from contig.dataset import ImageConfig, MultimodalDataset
+from contig.demo.settings import DemoConfig
 from imaging.metrics import bootstrap_ci
 
 CLASSIFICATION_TASKS = {"glaucoma_suspect": "binary", "grade": "ordinal"}
@@ -169,7 +169,7 @@ def evaluate(
     per_image: dict[str, pd.DataFrame],
     encoders: dict[str, nn.Module],
     biobank: Path,
-    s: DemoSettings,
+    s: DemoConfig,
     seed: int,
     progress: bool,
 ) -> pd.DataFrame:
@@ -255,7 +255,7 @@ def _finetune(
     test: np.ndarray,
     encoders: dict[str, nn.Module],
     plan: dict[float, dict],
-    s: DemoSettings,
+    s: DemoConfig,
     seed: int,
 ) -> pd.DataFrame:
     """Fine-tune every encoder on ``FINETUNE_TASK`` at every fraction that can be scored, early-stopped on
@@ -286,7 +286,7 @@ def _finetune(
 
 
 def _images(table: pd.DataFrame) -> torch.Tensor:
-    return torch.stack([item["image"] for item in MultimodalDataset(table, ImageSettings())])
+    return torch.stack([item["image"] for item in MultimodalDataset(table, ImageConfig())])
 
 
 def _trait_probes(
@@ -295,7 +295,7 @@ def _trait_probes(
     ids: np.ndarray,
     test: np.ndarray,
     biobank: Path,
-    s: DemoSettings,
+    s: DemoConfig,
     seed: int,
 ) -> list[pd.DataFrame]:
     """Ridge probe R² of every image trait per method (rows marked with h² and the negative control), and

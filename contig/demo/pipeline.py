@@ -27,12 +27,12 @@ import pandas as pd
 import torch
 
 from contig.biobank import BiobankConfig, simulate_biobank
-from contig.dataset import ImageSettings, MultimodalDataset
+from contig.dataset import ImageConfig, MultimodalDataset
 from contig.demo import downstream
 from contig.demo.baselines import AUGMENTATIONS, random_encoder, train_simclr
 from contig.demo.feature_gwas import feature_gwas, oracle_gwas
 from contig.demo.report import checks, write_report
-from contig.demo.settings import FULL, QUICK, DemoSettings
+from contig.demo.settings import FULL, QUICK, DemoConfig
 from contig.embed import embed_images, load_run
 from contig.errors import ContigError
 from contig.evaluation import paired_difference
@@ -64,7 +64,7 @@ class _Clock:
         return _Stage()
 
 
-def _biobank(out: Path, s: DemoSettings, seed: int, progress: bool) -> Path:
+def _biobank(out: Path, s: DemoConfig, seed: int, progress: bool) -> Path:
     folder = out / "biobank"
     if not (folder / "truth.json").is_file():
         config = BiobankConfig(
@@ -83,7 +83,7 @@ def _biobank(out: Path, s: DemoSettings, seed: int, progress: bool) -> Path:
 
 
 def _pretrain_contig(
-    biobank: Path, out: Path, s: DemoSettings, seed: int, progress: bool, permute: bool = False
+    biobank: Path, out: Path, s: DemoConfig, seed: int, progress: bool, permute: bool = False
 ) -> dict:
     config = PretrainConfig(
         permute_genetics=permute,
@@ -136,7 +136,7 @@ def run_demo(
     quick: bool = False,
     seed: int = 0,
     progress: bool = True,
-    settings: DemoSettings | None = None,
+    settings: DemoConfig | None = None,
 ) -> dict:
     """Run the demo into ``out`` and return the report dictionary (also ``out/report.json``).
 
@@ -158,9 +158,7 @@ def run_demo(
             trained[name] = _pretrain_contig(biobank, out / "runs" / name, s, seed, progress, permute)
         runs[name] = load_run(out / "runs" / name)
     run = runs["contig"]
-    train_images = MultimodalDataset(
-        labels[labels["split"] == "train"].reset_index(drop=True), ImageSettings()
-    )
+    train_images = MultimodalDataset(labels[labels["split"] == "train"].reset_index(drop=True), ImageConfig())
     in_chans = train_images[0]["image"].shape[0]
     with clock("pretrain_simclr"):
         simclr = train_simclr(

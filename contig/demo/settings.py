@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 
 @dataclass(frozen=True)
-class DemoSettings:
+class DemoConfig:
     """Every size the demo uses; the same settings and seed give the same report numbers on CPU.
 
     Attributes:
@@ -50,7 +50,7 @@ class DemoSettings:
     n_discovery: int = 2_000
 
 
-FULL = DemoSettings(
+FULL = DemoConfig(
     n_individuals=2_500,
     image_size=64,
     split_fractions=(0.5, 0.15, 0.35),
@@ -70,7 +70,7 @@ FULL = DemoSettings(
     finetune_patience=3,
 )
 
-QUICK = DemoSettings(
+QUICK = DemoConfig(
     n_individuals=800,
     image_size=32,
     split_fractions=(0.5, 0.15, 0.35),

@@ -9,9 +9,9 @@ import pytest
 
 from contig.demo import run_demo
 from contig.demo.feature_gwas import compare_loci, planted_variants
-from contig.demo.settings import DemoSettings
+from contig.demo.settings import DemoConfig
 
-TINY = DemoSettings(
+TINY = DemoConfig(
     n_individuals=240,
     image_size=32,
     split_fractions=(0.5, 0.15, 0.35),

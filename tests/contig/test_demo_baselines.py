@@ -8,7 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
-from contig.dataset import ImageSettings, MultimodalDataset
+from contig.dataset import ImageConfig, MultimodalDataset
 from contig.demo.baselines import AUGMENTATIONS, FundusViews, simclr_task, train_simclr, view_shifts
 from imaging.augment import ViewAugment
 from imaging.registry import create_encoder
@@ -70,7 +70,7 @@ def test_train_simclr_runs_and_returns_the_encoder(tmp_path, fundus):
         Image.fromarray((image.permute(1, 2, 0).numpy() * 255).astype(np.uint8)).save(path)
         paths.append(str(path))
     images = MultimodalDataset(
-        pd.DataFrame({"IID": [str(i) for i in range(16)], "image": paths}), ImageSettings()
+        pd.DataFrame({"IID": [str(i) for i in range(16)], "image": paths}), ImageConfig()
     )
     encoder = train_simclr(images, tmp_path / "run", "test_resnet", 3, 2, 8, 1e-3, 0, False)
     assert encoder.forward_features(fundus[:2]).shape == (2, encoder.num_features)

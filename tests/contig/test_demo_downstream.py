@@ -14,9 +14,9 @@ from torch import nn
 
 from contig.benchmark import COLUMNS, FINETUNE_COLUMNS
 from contig.demo import downstream
-from contig.demo.settings import DemoSettings
+from contig.demo.settings import DemoConfig
 
-SETTINGS = DemoSettings(
+SETTINGS = DemoConfig(
     n_individuals=190,
     image_size=8,
     split_fractions=(0.5, 0.15, 0.35),
