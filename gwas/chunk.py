@@ -74,12 +74,16 @@ class ChunkStats:
 DECODE_BUDGET_BYTES = 512 * 2**20
 # With few phenotypes the block product is bound by memory traffic, not arithmetic: CPU blocks are then
 # cut smaller still, to this many bytes (at least 64 variants), so that a block is decoded, multiplied and
-# squared while it stays in the last-level cache instead of making three round trips to memory. With many
-# phenotypes the product is bound by arithmetic and BLAS repacks the right-hand side at every call, so
-# blocks stay whole. Measured under load (N=10k, 32 MiB L3, one thread, chunks interleaved in one
-# process): P=16 chunks 10-20% faster; P=256 within noise either way (-13% to +9%), hence the threshold.
+# squared while it stays in the last-level cache instead of making three round trips to memory, and the
+# statistics run once per chunk. Measured under load (N=10k, 32 MiB L3, one thread, chunks of both
+# layouts interleaved in one process): P=16 chunks 7-13% faster than whole-chunk blocks.
 DECODE_CACHE_BYTES = 8 * 2**20
 CACHE_BLOCKS_MAX_PHENOTYPES = 64
+# With more phenotypes a block (decode, product, statistics) holds about this many (variant, phenotype)
+# values: the statistics' (variants, P) temporaries stay small, while BLAS still amortises packing the
+# N × (P + k + 1) right-hand side over hundreds of rows. Measured as above at P=256: blocks of 512-1024
+# variants 12-28% faster than 2048 (three runs).
+STATISTICS_VALUES = 2**18
 
 
 def padded_samples(n_samples: int) -> int:
@@ -89,8 +93,8 @@ def padded_samples(n_samples: int) -> int:
 
 def decode_block_size(n_samples: int, chunk_size: int, n_pheno: int | None = None) -> int:
     """Variants decoded at once: the whole chunk, or a multiple of 8 fewer when N × chunk × 8 bytes exceeds
-    the budget, or (CPU products of at most :data:`CACHE_BLOCKS_MAX_PHENOTYPES` phenotypes, ``n_pheno``
-    given) the cache budget. Never decreases as the chunk grows, so a buffer sized for a run's chunks fits
+    the budget, or, for CPU products (``n_pheno`` given), the cache budget (at most
+    :data:`CACHE_BLOCKS_MAX_PHENOTYPES` phenotypes) or about :data:`STATISTICS_VALUES` values (more). Never decreases as the chunk grows, so a buffer sized for a run's chunks fits
     its last one.
 
     Depends on N, P and the chunk size only (not on the machine), so a run's outputs are reproducible. BLAS
@@ -101,6 +105,8 @@ def decode_block_size(n_samples: int, chunk_size: int, n_pheno: int | None = Non
     cap = max(8, DECODE_BUDGET_BYTES // per_variant // 8 * 8)
     if n_pheno is not None and n_pheno <= CACHE_BLOCKS_MAX_PHENOTYPES:
         cap = min(cap, max(64, DECODE_CACHE_BYTES // per_variant // 8 * 8))
+    elif n_pheno is not None:
+        cap = min(cap, max(64, STATISTICS_VALUES // n_pheno // 8 * 8))
     return min(chunk_size, cap)  # never more than a run's buffer holds, also for its shorter last chunk
 
 
@@ -155,15 +161,16 @@ def compute_chunk(
         variant_index: (m,) .bim rows of the chunk.
         device: products on a torch device (:class:`gwas.device.DeviceProducts`); None = numpy on the CPU.
         buffer: optional reusable CPU decode buffer of (block_size, padded samples) float64.
-        block_size: variants decoded at once (default: :func:`decode_block_size`); on the CPU their
-            products are joined and the statistics computed once for the chunk.
+        block_size: variants decoded at once (default: :func:`decode_block_size`); with few phenotypes on
+            the CPU their products are joined and the statistics computed once for the chunk.
     """
     m, n_pheno = variant_index.size, len(prepared.phenotype_names)
     on_device = device is not None and hasattr(prepared.fileset, "read_raw")
     block_size = block_size or decode_block_size(
         prepared.fileset.n_samples, max(m, 1), None if on_device else n_pheno
     )
-    step = block_size if on_device else max(m, 1)  # CPU: one statistics call per chunk
+    few = n_pheno <= CACHE_BLOCKS_MAX_PHENOTYPES
+    step = max(m, 1) if few and not on_device else block_size  # few phenotypes: statistics once per chunk
     out = {name: np.empty((n_pheno, m)) for name in ("a1_freq", "beta", "se", "t_stat", "p", "log10_p")}
     obs_ct = np.empty((n_pheno, m), dtype=np.int64)
     errcode = np.empty((n_pheno, m), dtype=np.int8)

@@ -9,11 +9,12 @@ from gwas import chunk
 from gwas.runner import GwasOptions, prepare
 
 
-def test_decode_blocks_fit_the_cache_only_for_few_phenotypes():
+def test_decode_blocks_fit_the_cache_for_few_phenotypes_and_bound_the_statistics_for_many():
     per_variant = 8 * chunk.padded_samples(10_000)
     cached = chunk.decode_block_size(10_000, 2048, 16)
     assert cached % 8 == 0 and 64 <= cached and cached * per_variant <= chunk.DECODE_CACHE_BYTES
     assert chunk.decode_block_size(10_000, 2048, chunk.CACHE_BLOCKS_MAX_PHENOTYPES + 1) == 2048
+    assert chunk.decode_block_size(10_000, 2048, 256) == chunk.STATISTICS_VALUES // 256  # 1024 rows
     assert chunk.decode_block_size(10_000, 2048) == 2048  # device products: the memory budget only
     assert chunk.decode_block_size(10_000, 50, 16) == 50  # never more than the chunk
     assert chunk.decode_block_size(500_000, 2048, 16) == 64  # a floor for huge N
