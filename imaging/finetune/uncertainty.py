@@ -61,16 +61,17 @@ def ordered_pairs(errors: np.ndarray, score: np.ndarray) -> np.ndarray:
     voxels of item u (ties count one half). Σ C / (errors × correct) is the pooled AUROC."""
     n = len(errors)
     table = np.zeros((n, n), dtype=np.float64)
-    correct_sorted = [np.sort(score[u][~errors[u]]) for u in range(n)]
-    for v in range(n):
-        wrong = score[v][errors[v]]
-        if wrong.size == 0:
-            continue
-        for u in range(n):
-            right = correct_sorted[u]
-            below = np.searchsorted(right, wrong, side="left").sum()
-            tied = np.searchsorted(right, wrong, side="right").sum() - below
-            table[v, u] = below + 0.5 * tied
+    wrong = [np.sort(score[v][errors[v]]) for v in range(n)]  # sorted runs: searchsorted walks in order
+    sizes = np.array([w.size for w in wrong])
+    if sizes.sum() == 0:
+        return table
+    queries, has = np.concatenate(wrong), np.flatnonzero(sizes)
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])[has]
+    for u in range(n):
+        right = np.sort(score[u][~errors[u]])
+        below = np.searchsorted(right, queries, side="left")
+        tied = np.searchsorted(right, queries, side="right") - below
+        table[has, u] = np.add.reduceat(below + 0.5 * tied, starts)
     return table
 
 
