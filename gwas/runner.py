@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 from genetics._atomic import atomic_path, atomic_write_text
 from genetics.plink import PlinkFileset
 from gwas.chunk import (
+    CACHE_BLOCKS_MAX_PHENOTYPES,
     PARQUET_OPTIONS,
     WRITE_SCHEMA,
     ChunkStats,
@@ -443,6 +444,12 @@ def _fingerprint(
     }
     digest.update(json.dumps(relevant, sort_keys=True, default=str).encode())
     digest.update(b"journal: npy ChunkStats")  # a journal of another layout is never reused
+    # statistics round differently in the last bit with the decode block (BLAS) and the statistics call
+    n_pheno = len(prepared.phenotype_names)
+    blocks = decode_block_size(fileset.n_samples, options.chunk_size, None if device else n_pheno)
+    digest.update(
+        f"blocks of {blocks} variants; statistics per chunk up to P={CACHE_BLOCKS_MAX_PHENOTYPES}".encode()
+    )
     digest.update(prepared.variants.tobytes())
     for q, y in zip(prepared.bases, prepared.residuals, strict=True):
         digest.update(np.ascontiguousarray(q).tobytes())
