@@ -437,6 +437,8 @@ def _fingerprint(
     for path in (fileset.bed_path, fileset.bim_path, fileset.fam_path):
         stat = path.stat()
         digest.update(f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode())
+    # how the reader reads the same files: BGEN's allele order (--bgen-ref) flips every dosage
+    digest.update(f"{type(fileset).__name__} ref={getattr(fileset, 'ref', '')}".encode())
     relevant = {
         k: v
         for k, v in asdict(options).items()

@@ -91,3 +91,29 @@ def test_genotype_flag_errors_are_one_line(files, tmp_path, capsys, args, messag
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert pd.Series([err]).str.contains(message).item(), err
+
+
+def test_resume_with_the_other_bgen_allele_order_is_refused(files, tmp_path, monkeypatch, capsys):
+    """--bgen-ref flips every dosage of the same files: a journal made the other way must not be reused."""
+    import gwas.runner
+
+    original, calls = gwas.runner.compute_chunk, {"n": 0}
+
+    def crash_on_the_third_chunk(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise RuntimeError("simulated crash")
+        return original(*args, **kwargs)
+
+    out = tmp_path / "gwas"
+    args = ["gwas", "--bgen", str(files / "d.bgen"), "--sample", str(files / "d.sample"), "--chunk-size", "8",
+            "--threads", "1", "--pheno", str(files / "pheno.tsv"), "--out", str(out), "--no-plots", "--no-clump",
+            "--quiet"]  # fmt: skip
+    monkeypatch.setattr(gwas.runner, "compute_chunk", crash_on_the_third_chunk)
+    with pytest.raises(SystemExit):
+        main([*args, "--bgen-ref", "ref-last"])
+    monkeypatch.setattr(gwas.runner, "compute_chunk", original)
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as stop:
+        main([*args, "--bgen-ref", "ref-first", "--resume"])
+    assert stop.value.code == 2 and "--resume continues only the same command" in capsys.readouterr().err
