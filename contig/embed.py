@@ -28,7 +28,7 @@ from contig.dataset import MultimodalDataset, image_settings_for, read_manifest
 from contig.errors import ContigError
 from contig.genetic_inputs import open_genetic_record
 from contig.pretrain import INPUTS_DIR, PretrainConfig, build_model
-from genetics._atomic import atomic_path
+from genetics.atomic import atomic_path
 from genetics.record import GeneticRecord
 from imaging.training import checkpoint as ckpt
 from imaging.training.config import load_config

@@ -37,7 +37,7 @@ from contig.embed import embed_images, load_run
 from contig.errors import ContigError
 from contig.model import ContIG
 from contig.pretrain import person_splits
-from genetics._atomic import atomic_path
+from genetics.atomic import atomic_path
 
 
 def per_person_loss(

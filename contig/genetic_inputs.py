@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from genetics._atomic import atomic_path, atomic_write_text
+from genetics.atomic import atomic_path, atomic_write_text
 from genetics.burden import compute_burdens
 from genetics.burden_inputs import read_annotations, read_masks
 from genetics.errors import GeneticsError

@@ -47,7 +47,7 @@ from contig.evaluation import contrastive_evaluation, summarise_excess, validati
 from contig.genetic_inputs import GeneticInputsConfig, build_genetic_inputs, open_genetic_record
 from contig.losses import chance_level, contrastive_loss
 from contig.model import ContIG, TowerSpec
-from genetics._atomic import atomic_path, atomic_write_text
+from genetics.atomic import atomic_path, atomic_write_text
 from genetics.encoders import list_encoders as list_genetic_encoders
 from genetics.record import GeneticRecord
 from imaging.errors import UnknownNameError

@@ -36,7 +36,7 @@ import polars as pl
 import scipy.sparse as sp
 from scipy import stats
 
-from genetics._atomic import atomic_path
+from genetics.atomic import atomic_path
 from genetics.burden_inputs import (
     SINGLETON,
     AnnotationTable,

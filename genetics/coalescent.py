@@ -28,8 +28,8 @@ import numpy as np
 import pandas as pd
 import tskit
 
-from genetics._atomic import atomic_path
-from genetics._bed_decode import BED_MAGIC, SNP_MAJOR, encode_variants
+from genetics.atomic import atomic_path
+from genetics.bed_decode import BED_MAGIC, SNP_MAJOR, encode_variants
 from genetics.plink import BIM_SCHEMA, FAM_SCHEMA
 
 HKY_ALLELES = ("A", "C", "G", "T")

@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from genetics._atomic import atomic_path
+from genetics.atomic import atomic_path
 from genetics.errors import PlinkFormatError
 from genetics.pgs_catalog import ScoreFileError, ScoringFile, read_scoring_file, variant_ids
 from genetics.plink import PlinkFileset

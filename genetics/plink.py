@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from genetics._atomic import atomic_path
-from genetics._bed_decode import (
+from genetics.atomic import atomic_path
+from genetics.bed_decode import (
     BED_MAGIC,
     HEADER_BYTES,
     SNP_MAJOR,

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from genetics._atomic import atomic_path
+from genetics.atomic import atomic_path
 from genetics.errors import GeneticsError, PlinkFormatError, SampleMismatchError
 from genetics.plink import PlinkFileset
 

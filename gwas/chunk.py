@@ -18,8 +18,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from genetics._atomic import atomic_path
-from genetics._bed_decode import bytes_per_variant, missing_coordinates
+from genetics.atomic import atomic_path
+from genetics.bed_decode import bytes_per_variant, missing_coordinates
 from gwas.kernel import ERRCODES, ChunkResult, associate_products, block_products
 from gwas.sumstats import SUMSTATS_SCHEMA
 

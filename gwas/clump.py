@@ -23,7 +23,7 @@ import warnings
 import numpy as np
 import pandas as pd
 
-from genetics._atomic import atomic_path
+from genetics.atomic import atomic_path
 from genetics.plink import PlinkFileset
 
 P1, P2, R2, KB = 1e-4, 1e-2, 0.5, 250.0  # plink1.9 defaults

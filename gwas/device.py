@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from genetics._bed_decode import BYTE_TO_DOSAGES_ZERO
+from genetics.bed_decode import BYTE_TO_DOSAGES_ZERO
 from gwas.kernel import GroupDesign
 
 

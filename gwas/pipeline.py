@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import pyarrow.dataset as ds
 
-from genetics._atomic import atomic_write_text
+from genetics.atomic import atomic_write_text
 from genetics.genotypes import open_genotypes
 from genetics.plink import PlinkFileset
 from gwas.clump import clump_all, merge_loci, write_loci

@@ -22,7 +22,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 import numpy as np
 import pandas as pd
 
-from genetics._atomic import atomic_path
+from genetics.atomic import atomic_path
 from gwas.clump import chrom_order_key
 
 GENOME_WIDE_P = 5e-8

@@ -33,7 +33,7 @@ from tqdm.auto import tqdm
 if TYPE_CHECKING:
     from gwas.device import DeviceProducts
 
-from genetics._atomic import atomic_path, atomic_write_text
+from genetics.atomic import atomic_path, atomic_write_text
 from genetics.plink import PlinkFileset
 from gwas.chunk import (
     CACHE_BLOCKS_MAX_PHENOTYPES,

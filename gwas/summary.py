@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 from scipy import special
 
-from genetics._atomic import atomic_path
+from genetics.atomic import atomic_path
 
 GENOME_WIDE = 5e-8
 # Median of the chi-square(1) distribution.

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from genetics._atomic import atomic_path
+from genetics.atomic import atomic_path
 
 SUMSTATS_SCHEMA = pa.schema(
     [

@@ -8,7 +8,7 @@ import stat
 import pytest
 import torch
 
-from genetics._atomic import atomic_write_text
+from genetics.atomic import atomic_write_text
 from imaging.io import atomic_target
 from imaging.training.checkpoint import save_weights
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from genetics._atomic import atomic_path
+from genetics.atomic import atomic_path
 
 
 def plot_task(results: pd.DataFrame, path: str | os.PathLike) -> Path:

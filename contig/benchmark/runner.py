@@ -24,7 +24,7 @@ from contig.benchmark.encoders import encode, load_encoder, parse_source
 from contig.benchmark.errors import BenchmarkError
 from contig.benchmark.harness import COLUMNS, FEATURE_PROTOCOLS, benchmark_features, benchmark_finetune
 from contig.benchmark.plots import plot_task
-from genetics._atomic import atomic_path
+from genetics.atomic import atomic_path
 from imaging.training.config import save_resolved
 
 log = logging.getLogger(__name__)

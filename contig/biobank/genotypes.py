@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from genetics._atomic import atomic_write_text
+from genetics.atomic import atomic_write_text
 from genetics.coalescent import BedWriter, CoalescentCohorts, CoalescentConfig, add_missing_calls
 from genetics.ld import indep_pairwise
 from genetics.pgs_writer import write_scoring_file

@@ -15,7 +15,7 @@ import pandas as pd
 from scipy import special, stats
 from tqdm.auto import tqdm
 
-from genetics._atomic import atomic_path
+from genetics.atomic import atomic_path
 
 MRI_CONTRASTS = ("t1", "t2", "flair")
 IMAGE_KINDS = ("fundus", "mri3d")

@@ -39,7 +39,7 @@ from contig.biobank.traits import (
     residual_noise,
 )
 from contig.biobank.truth import truth_document
-from genetics._atomic import atomic_write_text
+from genetics.atomic import atomic_write_text
 from genetics.coalescent import CoalescentCohorts, CoalescentConfig, simulate_cohorts
 
 # Per image kind: (age model, second-image fraction, per-image trait noise SD, grade prevalence, finding).

@@ -38,7 +38,7 @@ from contig.errors import ContigError
 from contig.evaluation import paired_difference
 from contig.genetic_inputs import GeneticInputsConfig
 from contig.pretrain import EVALUATION_TERMS, PretrainConfig, pretrain
-from genetics._atomic import atomic_write_text
+from genetics.atomic import atomic_write_text
 
 log = logging.getLogger("contig.demo")
 METHODS = ("contig", "contig_permuted", "simclr", "random")

@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 
 from contig.benchmark.plots import plot_task
-from genetics._atomic import atomic_write_text
+from genetics.atomic import atomic_write_text
 
 _STYLE = (
     "body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}"

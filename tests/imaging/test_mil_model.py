@@ -139,7 +139,9 @@ def test_exclusion_changes_the_prediction_exactly_by_the_formula(images):
     torch.testing.assert_close(include, 1.0 - keep[:1])
 
 
-@pytest.mark.parametrize(("mode", "advice"), [("exclude", "draw a smaller one"), ("include", "draw a larger")])
+@pytest.mark.parametrize(
+    ("mode", "advice"), [("exclude", "draw a smaller one"), ("include", "draw a larger")]
+)
 def test_a_region_that_leaves_no_patch_says_which_way_to_change_it(images, mode, advice):
     everything = np.full((H, W), 255, np.uint8) if mode == "exclude" else np.zeros((H, W), np.uint8)
     with pytest.raises(ImagingError, match=advice):
