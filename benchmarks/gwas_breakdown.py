@@ -31,7 +31,7 @@ from gwas_vs_plink2 import DATASETS, _make_data  # noqa: E402
 
 from genetics.plink import PlinkFileset  # noqa: E402
 from gwas import chunk, kernel, pipeline  # noqa: E402
-from gwas.runner import GwasOptions, GwasRun, prepare  # noqa: E402
+from gwas.runner import GwasConfig, GwasRun, prepare  # noqa: E402
 from gwas.summary import summarize  # noqa: E402
 
 
@@ -51,7 +51,7 @@ class _Clock:
 def _breakdown(prefix: Path, pheno: Path, covar: Path, mode: str, chunk_size: int, out: Path) -> _Clock:
     clock = _Clock()
     fileset = PlinkFileset(prefix)
-    prepared = clock.time("prepare (phenotypes, covariates)", prepare, fileset, pheno, covar, GwasOptions())
+    prepared = clock.time("prepare (phenotypes, covariates)", prepare, fileset, pheno, covar, GwasConfig())
     pvalues = kernel.t_test_pvalues
     n_pheno, m_total = len(prepared.phenotype_names), fileset.n_variants
     log10_p = np.empty((n_pheno, m_total))
@@ -96,7 +96,7 @@ def _breakdown(prefix: Path, pheno: Path, covar: Path, mode: str, chunk_size: in
     clock.seconds["corrections + statistics"] -= clock.seconds["p-values"]
     run = GwasRun(out, out, prepared.phenotype_names, np.arange(m_total), log10_p, {}, 0.0)
     summary = summarize(prepared.phenotype_names, [fileset.n_samples] * n_pheno, log10_p, float(n_pheno), {})
-    clock.time("loci (clumping)", pipeline.find_loci, run, fileset, pipeline.ClumpSettings())
+    clock.time("loci (clumping)", pipeline.find_loci, run, fileset, pipeline.ClumpConfig())
     clock.time("plots (Manhattan + QQ)", pipeline.plot_run, run, fileset, summary, out, 8)
     return clock
 

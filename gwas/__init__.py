@@ -8,8 +8,8 @@ import importlib
 
 _EXPORTS = {
     "run_gwas": "gwas.pipeline",
-    "ClumpSettings": "gwas.pipeline",
-    "GwasOptions": "gwas.runner",
+    "ClumpConfig": "gwas.pipeline",
+    "GwasConfig": "gwas.runner",
     "associate_chunk": "gwas.kernel",
     "covariate_basis": "gwas.kernel",
     "t_test_pvalues": "gwas.pvalues",

@@ -23,7 +23,7 @@ from genetics.plink import PlinkFileset
 from gwas.clump import clump_all, merge_loci, write_loci
 from gwas.phenotypes import load_covariates, load_phenotypes
 from gwas.plots import ManhattanPlotter, PngWriter, QQPlotter
-from gwas.runner import GwasOptions, GwasRun, prepare, run_chunks
+from gwas.runner import GwasConfig, GwasRun, prepare, run_chunks
 from gwas.summary import effective_number_of_phenotypes, summarize, write_summary
 from gwas.sumstats import write_gwas_ssf, write_plink2_glm
 
@@ -31,7 +31,7 @@ OUTPUT_FORMATS = ("plink2", "gwas-ssf")
 
 
 @dataclass
-class ClumpSettings:
+class ClumpConfig:
     """plink --clump thresholds; ``enabled=False`` skips loci."""
 
     enabled: bool = True
@@ -59,7 +59,7 @@ def prepare_phenotype_table(
     fileset: PlinkFileset,
     pheno: str | os.PathLike | pd.DataFrame,
     covar: str | os.PathLike | pd.DataFrame | None,
-    options: GwasOptions,
+    options: GwasConfig,
     pca_components: int | None = None,
     residualize_covariates: bool = False,
     quantile_normalize: bool = False,
@@ -98,7 +98,7 @@ def prepare_phenotype_table(
     return frame
 
 
-def find_loci(run: GwasRun, fileset: PlinkFileset, settings: ClumpSettings) -> pd.DataFrame:
+def find_loci(run: GwasRun, fileset: PlinkFileset, settings: ClumpConfig) -> pd.DataFrame:
     """Clump each phenotype's associations (plink --clump semantics) and merge overlapping clumps into loci."""
     bim = fileset.bim.iloc[run.variants]
     threshold = -np.log10(max(settings.p1, settings.p2))
@@ -163,11 +163,11 @@ def run_gwas(
     pheno: str | os.PathLike | pd.DataFrame,
     out: str | os.PathLike,
     covar: str | os.PathLike | pd.DataFrame | None = None,
-    options: GwasOptions | None = None,
+    options: GwasConfig | None = None,
     variants: np.ndarray | None = None,
     sample_mask: np.ndarray | None = None,
     formats: tuple[str, ...] = (),
-    clump: ClumpSettings | None = None,
+    clump: ClumpConfig | None = None,
     plots: bool = True,
     max_plots: int = 8,
 ) -> GwasOutputs:
@@ -188,8 +188,8 @@ def run_gwas(
     if unknown:
         raise ValueError(f"unknown output format(s) {sorted(unknown)}; choose from {OUTPUT_FORMATS}")
     started = time.perf_counter()
-    options = options or GwasOptions()
-    clump = clump or ClumpSettings()
+    options = options or GwasConfig()
+    clump = clump or ClumpConfig()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     fileset = open_genotypes(bfile) if isinstance(bfile, (str, os.PathLike)) else bfile

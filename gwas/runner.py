@@ -51,7 +51,7 @@ from gwas.phenotypes import PhenotypeGroup, group_by_missingness, load_covariate
 
 
 @dataclass
-class GwasOptions:
+class GwasConfig:
     """Options of one GWAS run (library form of the ``contig gwas`` flags)."""
 
     pheno_names: list[str] | None = None
@@ -146,12 +146,12 @@ def prepare(
     fileset: PlinkFileset,
     pheno: str | os.PathLike | pd.DataFrame,
     covar: str | os.PathLike | pd.DataFrame | None = None,
-    options: GwasOptions | None = None,
+    options: GwasConfig | None = None,
     variants: np.ndarray | None = None,
     sample_mask: np.ndarray | None = None,
 ) -> PreparedGwas:
     """Align phenotypes/covariates to the .fam, drop unusable phenotypes with a warning, build groups."""
-    options = options or GwasOptions()
+    options = options or GwasConfig()
     fam = fileset.fam
     if isinstance(pheno, pd.DataFrame):
         phen = load_phenotypes("phenotype table", fam, options.pheno_names, table=pheno)
@@ -283,7 +283,7 @@ def _run_distributed(
     chunks: list[np.ndarray],
     todo: list[int],
     paths: list[Path],
-    options: GwasOptions,
+    options: GwasConfig,
     device: str | None,
     bar: tqdm,
 ) -> None:
@@ -313,7 +313,7 @@ def _run_local(
     chunks: list[np.ndarray],
     todo: set[int],
     paths: list[Path],
-    options: GwasOptions,
+    options: GwasConfig,
     device: str | None,
     assembler: _Assembler,
     bar: tqdm,
@@ -366,7 +366,7 @@ def _run_local(
             submit_while_idle()
 
 
-def _affordable_workers(prepared: PreparedGwas, options: GwasOptions, device: str | None) -> int:
+def _affordable_workers(prepared: PreparedGwas, options: GwasConfig, device: str | None) -> int:
     """``--threads`` workers, fewer (with a warning) where their buffers would not fit in half of the
     memory they use: host memory for CPU decoding, the GPU's free memory for device decoding."""
     n_pheno, padded = len(prepared.phenotype_names), padded_samples(prepared.fileset.n_samples)
@@ -428,7 +428,7 @@ def worker_count(threads: int | None) -> int:
 
 
 def _fingerprint(
-    fileset: PlinkFileset, prepared: PreparedGwas, options: GwasOptions, device: str | None
+    fileset: PlinkFileset, prepared: PreparedGwas, options: GwasConfig, device: str | None
 ) -> str:
     """What a journal entry depends on: inputs, options, the product device (devices round differently in
     the last bit) and the contig version (the algorithms may change between versions)."""
@@ -472,7 +472,7 @@ class GwasRun:
     seconds: float
 
 
-def run_chunks(prepared: PreparedGwas, out: str | os.PathLike, options: GwasOptions) -> GwasRun:
+def run_chunks(prepared: PreparedGwas, out: str | os.PathLike, options: GwasConfig) -> GwasRun:
     """Stream variant chunks through the kernel, journal each in ``OUT/chunks/``, then write
     ``OUT/sumstats.parquet`` (one row group per chunk) and the LOG10_P map."""
     start = time.perf_counter()

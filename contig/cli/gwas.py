@@ -6,8 +6,8 @@ import click
 
 from contig.cli._options import genotype_options, open_with_qc, qc_options
 from contig.cli._out_folder import OVERWRITE_OPTION, begin_out_folder, check_out_folder
-from gwas.pipeline import OUTPUT_FORMATS, ClumpSettings, prepare_phenotype_table, run_gwas
-from gwas.runner import GwasOptions
+from gwas.pipeline import OUTPUT_FORMATS, ClumpConfig, prepare_phenotype_table, run_gwas
+from gwas.runner import GwasConfig
 
 EXAMPLES = """\b
 Examples:
@@ -95,7 +95,7 @@ def command(**kw) -> None:
     """Regress phenotypes (e.g. image features) on every variant: OLS on intercept + dosage + covariates."""
     check_out_folder(kw["out"], resume=kw["resume"], overwrite=kw["overwrite"])
     fileset, variants, sample_mask = open_with_qc(kw)
-    options = GwasOptions(
+    options = GwasConfig(
         pheno_names=_split(kw["pheno_name"]),
         covar_names=_split(kw["covar_name"]),
         missing_genotype=kw["missing_genotype"],
@@ -112,7 +112,7 @@ def command(**kw) -> None:
         kw["pheno_quantile_normalize"],
     )  # fmt: skip
     begin_out_folder(kw["out"], "gwas", resume=kw["resume"], overwrite=kw["overwrite"])
-    clump = ClumpSettings(not kw["no_clump"], kw["clump_p1"], kw["clump_p2"], kw["clump_r2"], kw["clump_kb"])
+    clump = ClumpConfig(not kw["no_clump"], kw["clump_p1"], kw["clump_p2"], kw["clump_r2"], kw["clump_kb"])
     outputs = run_gwas(
         fileset, pheno, kw["out"], kw["covar"], options, variants, sample_mask, tuple(kw["formats"]),
         clump, not kw["no_plots"],

@@ -26,9 +26,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from gwas.pipeline import ClumpSettings, run_gwas
+from gwas.pipeline import ClumpConfig, run_gwas
 from gwas.prepare import inverse_normal_transform, pca, residualize
-from gwas.runner import GwasOptions
+from gwas.runner import GwasConfig
 
 COVARIATES = ("age", "sex", *(f"PC{i}" for i in range(1, 11)))
 WINDOW_FRACTION = 0.45  # matching window as a share of the minimum planted spacing (< 0.5)
@@ -188,8 +188,8 @@ def feature_gwas(
         phenotypes,
         out,
         covar=covariates[["IID", *COVARIATES]],
-        options=GwasOptions(progress=progress),
-        clump=ClumpSettings(p1=p_threshold, p2=max(1e-4, p_threshold), r2=0.1, kb=250),
+        options=GwasConfig(progress=progress),
+        clump=ClumpConfig(p1=p_threshold, p2=max(1e-4, p_threshold), r2=0.1, kb=250),
         max_plots=2,
     )
     loci = outputs.loci if outputs.loci is not None else pd.DataFrame(columns=["CHROM", "LEAD_POS"])

@@ -23,8 +23,8 @@ from genetics.coalescent import CoalescentConfig
 from genetics.pgs import score
 from genetics.pgs_catalog import read_scoring_file
 from genetics.plink import PlinkFileset
-from gwas.pipeline import ClumpSettings, run_gwas
-from gwas.runner import GwasOptions
+from gwas.pipeline import ClumpConfig, run_gwas
+from gwas.runner import GwasConfig
 from imaging.io import read_image, read_volume
 
 N = 1_000
@@ -142,8 +142,8 @@ def test_gwas_on_the_true_traits_finds_the_planted_loci(biobank, tmp_path):
     names = [name for name, t in truth["traits"].items() if t["image"]]
     traits = pd.read_parquet(out / "truth" / "traits.parquet", columns=["IID", *names])
     result = run_gwas(out / "genotypes", traits, tmp_path / "gwas", covar=out / "covariates.parquet",
-                      options=GwasOptions(progress=False, covar_names=["age", "sex", "PC1", "PC2"]),
-                      clump=ClumpSettings(p1=1e-5, p2=1e-3, r2=0.1, kb=250), plots=False)  # fmt: skip
+                      options=GwasConfig(progress=False, covar_names=["age", "sex", "PC1", "PC2"]),
+                      clump=ClumpConfig(p1=1e-5, p2=1e-3, r2=0.1, kb=250), plots=False)  # fmt: skip
     sumstats = pd.read_parquet(result.files["sumstats"], columns=["phenotype", "ID", "P", "LOG10_P"])
     chi2 = []
     for name in names:

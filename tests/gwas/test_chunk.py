@@ -6,7 +6,7 @@ import numpy as np
 
 from genetics.plink import PlinkFileset, write_plink
 from gwas import chunk
-from gwas.runner import GwasOptions, prepare
+from gwas.runner import GwasConfig, prepare
 
 
 def test_decode_blocks_fit_the_cache_for_few_phenotypes_and_bound_the_statistics_for_many():
@@ -32,7 +32,7 @@ def test_cache_blocks_give_the_statistics_of_whole_chunk_blocks(tmp_path, monkey
     fileset = PlinkFileset(tmp_path / "g")
     pheno = fileset.fam[["FID", "IID"]].assign(a=rng.normal(size=n), b=rng.normal(size=n))
     covar = fileset.fam[["FID", "IID"]].assign(c=rng.normal(size=n))
-    prepared = prepare(fileset, pheno, covar, GwasOptions())
+    prepared = prepare(fileset, pheno, covar, GwasConfig())
     index = np.arange(3, 70, 1)
     whole = chunk.compute_chunk(prepared, index, "drop", block_size=index.size)
     blocked = chunk.compute_chunk(prepared, index, "drop", block_size=8)

@@ -7,8 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from gwas.pipeline import ClumpSettings, run_gwas
-from gwas.runner import GwasOptions
+from gwas.pipeline import ClumpConfig, run_gwas
+from gwas.runner import GwasConfig
 from tests.conftest import simulate_gwas_data
 
 
@@ -20,7 +20,7 @@ def data(tmp_path_factory):
 def _run(data, out, **options):
     return run_gwas(
         data["prefix"], data["pheno"], out, data["covar"],
-        GwasOptions(progress=False, chunk_size=40, **options), clump=ClumpSettings(enabled=False), plots=False,
+        GwasConfig(progress=False, chunk_size=40, **options), clump=ClumpConfig(enabled=False), plots=False,
     )  # fmt: skip
 
 
@@ -35,7 +35,7 @@ def test_statistics_do_not_depend_on_the_decode_block(data, mode):
     from gwas.chunk import compute_chunk
     from gwas.runner import prepare
 
-    prepared = prepare(PlinkFileset(data["prefix"]), data["pheno"], data["covar"], GwasOptions())
+    prepared = prepare(PlinkFileset(data["prefix"]), data["pheno"], data["covar"], GwasConfig())
     index = np.arange(0, 180, 2)  # not contiguous either
     whole = compute_chunk(prepared, index, mode, block_size=index.size)
     blocked = compute_chunk(prepared, index, mode, block_size=8)
@@ -90,7 +90,7 @@ def test_device_products_from_raw_bytes_match_numpy(data, device, mode):
     from gwas.chunk import compute_chunk
     from gwas.runner import prepare
 
-    prepared = prepare(PlinkFileset(data["prefix"]), data["pheno"], data["covar"], GwasOptions())
+    prepared = prepare(PlinkFileset(data["prefix"]), data["pheno"], data["covar"], GwasConfig())
     index = np.arange(3, 170)
     reference = compute_chunk(prepared, index, mode)
     on_device = compute_chunk(prepared, index, mode, device=prepared.products_on(device), block_size=64)
@@ -124,15 +124,15 @@ def test_small_decode_budget_with_a_short_last_chunk(data, tmp_path, monkeypatch
     variants = np.arange(172)  # chunks of 40: the last has 12 variants
     reference = run_gwas(
         data["prefix"], data["pheno"], tmp_path / "whole", data["covar"],
-        GwasOptions(progress=False, chunk_size=40, threads=2), variants=variants,
-        clump=ClumpSettings(enabled=False), plots=False,
+        GwasConfig(progress=False, chunk_size=40, threads=2), variants=variants,
+        clump=ClumpConfig(enabled=False), plots=False,
     )  # fmt: skip
     monkeypatch.setattr(gwas.chunk, "DECODE_BUDGET_BYTES", 13 * 8 * 240)
     assert gwas.chunk.decode_block_size(240, 40) == 8 and gwas.chunk.decode_block_size(240, 12) == 8
     blocked = run_gwas(
         data["prefix"], data["pheno"], tmp_path / "blocked", data["covar"],
-        GwasOptions(progress=False, chunk_size=40, threads=2), variants=variants,
-        clump=ClumpSettings(enabled=False), plots=False,
+        GwasConfig(progress=False, chunk_size=40, threads=2), variants=variants,
+        clump=ClumpConfig(enabled=False), plots=False,
     )  # fmt: skip
     np.testing.assert_allclose(np.asarray(blocked.run.log10_p), np.asarray(reference.run.log10_p), rtol=1e-12)
 
@@ -143,7 +143,7 @@ def test_a_journal_from_another_product_device_is_not_reused(data):
     from gwas.runner import _fingerprint, prepare
 
     fileset = PlinkFileset(data["prefix"])
-    prepared = prepare(fileset, data["pheno"], data["covar"], GwasOptions())
-    cpu = _fingerprint(fileset, prepared, GwasOptions(), None)
-    assert cpu == _fingerprint(fileset, prepared, GwasOptions(threads=7), None)  # workers do not matter
-    assert cpu != _fingerprint(fileset, prepared, GwasOptions(), "cuda")
+    prepared = prepare(fileset, data["pheno"], data["covar"], GwasConfig())
+    cpu = _fingerprint(fileset, prepared, GwasConfig(), None)
+    assert cpu == _fingerprint(fileset, prepared, GwasConfig(threads=7), None)  # workers do not matter
+    assert cpu != _fingerprint(fileset, prepared, GwasConfig(), "cuda")

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from genetics.plink import PlinkFileset
-from gwas.runner import GwasOptions, prepare, run_chunks
+from gwas.runner import GwasConfig, prepare, run_chunks
 from tests.conftest import run_binary, simulate_gwas_data
 
 
@@ -47,7 +47,7 @@ def simulated(tmp_path_factory, plink2_bin):
 @pytest.mark.parametrize("chunk_size", [64, 4096])
 def test_drop_mode_equals_plink2(simulated, chunk_size):
     folder, data = simulated
-    options = GwasOptions(progress=False, chunk_size=chunk_size)
+    options = GwasConfig(progress=False, chunk_size=chunk_size)
     prepared = prepare(PlinkFileset(data["prefix"]), data["pheno"], data["covar"], options)
     run = run_chunks(prepared, folder / f"contig_{chunk_size}", options)
     ours = pd.read_parquet(run.sumstats)
@@ -77,7 +77,7 @@ def test_drop_mode_equals_plink2(simulated, chunk_size):
 
 def test_missing_genotype_mean_mode_uses_all_samples(simulated):
     folder, data = simulated
-    options = GwasOptions(progress=False, missing_genotype="mean")
+    options = GwasConfig(progress=False, missing_genotype="mean")
     prepared = prepare(PlinkFileset(data["prefix"]), data["pheno"], data["covar"], options)
     run = run_chunks(prepared, folder / "contig_mean", options)
     ours = pd.read_parquet(run.sumstats)

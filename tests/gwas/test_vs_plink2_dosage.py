@@ -17,7 +17,7 @@ import pytest
 from genetics.bgen import BgenFileset
 from genetics.pgen import PgenFileset
 from genetics.pgs import score
-from gwas.runner import GwasOptions, prepare, run_chunks
+from gwas.runner import GwasConfig, prepare, run_chunks
 from tests.conftest import run_binary
 
 N, M, P = 400, 150, 3
@@ -61,7 +61,7 @@ def data(tmp_path_factory, plink2_bin):
 
 def _compare(folder, reader, tag: str) -> list[np.ndarray]:
     """Run contig's GWAS on ``reader``; per phenotype, |Δ LOG10_P| / printed half-unit for OK rows."""
-    options = GwasOptions(progress=False, chunk_size=64)
+    options = GwasConfig(progress=False, chunk_size=64)
     prepared = prepare(reader, folder / "pheno.txt", folder / "covar.txt", options)
     ours = pd.read_parquet(run_chunks(prepared, folder / f"contig_{tag}", options).sumstats)
     ratios = []
