@@ -1,7 +1,15 @@
-"""``run_gwas``: files in, every GWAS output out (the library form of ``contig gwas``).
+"""``run_gwas``: files in, every GWAS output out; ``contig gwas`` is a thin caller of it.
 
 Order: QC → phenotype preparation (optional PCA / covariate residualization / inverse-normal) → chunked
 association → sumstats.parquet → summary.tsv → optional plink2/GWAS-SSF files → loci.tsv → plots.
+
+One call reproduces the command::
+
+    from genetics.qc import QCConfig
+    from gwas.pipeline import PreparationConfig, run_gwas
+    from gwas.runner import GwasConfig
+    run_gwas("geno", "features.parquet", "gwas-out", covar="covar.tsv", options=GwasConfig(threads=2),
+             qc=QCConfig(maf=0.01, hwe=1e-10), preparation=PreparationConfig(pca_components=16))
 """
 
 from __future__ import annotations
@@ -10,6 +18,7 @@ import json
 import os
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -20,6 +29,7 @@ import pyarrow.dataset as ds
 from genetics.atomic import atomic_write_text
 from genetics.genotypes import open_genotypes
 from genetics.plink import PlinkFileset
+from genetics.qc import QCConfig, apply_qc
 from gwas.clump import clump_all, merge_loci, write_loci
 from gwas.phenotypes import load_covariates, load_phenotypes
 from gwas.plots import ManhattanPlotter, PngWriter, QQPlotter
@@ -42,13 +52,24 @@ class ClumpConfig:
 
 
 @dataclass
+class PreparationConfig:
+    """Optional phenotype preparation before testing, applied in this order (``contig gwas --pheno-pca K
+    --pheno-residualize --pheno-quantile-normalize``)."""
+
+    pca_components: int | None = None
+    residualize_covariates: bool = False
+    quantile_normalize: bool = False
+
+
+@dataclass
 class GwasOutputs:
-    """What a finished ``run_gwas`` wrote."""
+    """What a finished ``run_gwas`` wrote; ``qc_report`` counts what QC removed (empty without QC)."""
 
     run: GwasRun
     summary: pd.DataFrame
     loci: pd.DataFrame | None
     files: dict[str, Path] = field(default_factory=dict)
+    qc_report: dict[str, int] = field(default_factory=dict)
 
 
 def _safe(name: str) -> str:
@@ -170,6 +191,10 @@ def run_gwas(
     clump: ClumpConfig | None = None,
     plots: bool = True,
     max_plots: int = 8,
+    *,
+    qc: QCConfig | None = None,
+    preparation: PreparationConfig | None = None,
+    before_writing: Callable[[], None] | None = None,
 ) -> GwasOutputs:
     """Run a feature GWAS and write ``OUT/sumstats.parquet``, ``summary.tsv``, ``loci.tsv`` and plots.
 
@@ -183,6 +208,10 @@ def run_gwas(
         formats: extra per-phenotype outputs, any of ``plink2`` and ``gwas-ssf``.
         max_plots: Manhattan/QQ plots for at most this many phenotypes (those with the strongest signal),
             plus one combined Manhattan plot of the smallest P per variant over all phenotypes.
+        qc: plink2-style filters applied first (instead of ``variants`` / ``sample_mask``).
+        preparation: phenotype PCA / covariate residualization / inverse-normal before testing.
+        before_writing: called once every input is read and checked, before anything is written to ``out``
+            (``contig gwas`` clears an ``--overwrite`` folder there, so bad input loses nothing).
     """
     unknown = set(formats) - set(OUTPUT_FORMATS)
     if unknown:
@@ -191,9 +220,21 @@ def run_gwas(
     options = options or GwasConfig()
     clump = clump or ClumpConfig()
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     fileset = open_genotypes(bfile) if isinstance(bfile, (str, os.PathLike)) else bfile
+    qc_report: dict[str, int] = {}
+    if qc is not None:
+        if variants is not None or sample_mask is not None:
+            raise ValueError("give qc, or variants and sample_mask from your own QC, not both")
+        variants, sample_mask, qc_report = _apply_qc(fileset, qc)
+    if preparation is not None:
+        pheno = prepare_phenotype_table(
+            fileset, pheno, covar, options, preparation.pca_components,
+            preparation.residualize_covariates, preparation.quantile_normalize,
+        )  # fmt: skip
     prepared = prepare(fileset, pheno, covar, options, variants, sample_mask)
+    if before_writing is not None:
+        before_writing()
+    out.mkdir(parents=True, exist_ok=True)
     run = run_chunks(prepared, out, options)
 
     sample_counts = [0] * len(prepared.phenotype_names)
@@ -228,6 +269,9 @@ def run_gwas(
     n_tests = int(run.variants.size) * len(prepared.phenotype_names)
     record = {
         "options": asdict(options),
+        "qc": asdict(qc) if qc is not None else None,
+        "qc_report": qc_report,
+        "preparation": asdict(preparation) if preparation is not None else None,
         "formats": list(formats),
         "clump": asdict(clump),
         "n_samples_used": prepared.n_samples_used,
@@ -240,4 +284,12 @@ def run_gwas(
     atomic_write_text(out / "run.json", json.dumps(record, indent=2, default=str))
     # Finished: the per-chunk files only served resumption (the LOG10_P map stays readable while open).
     shutil.rmtree(out / "chunks", ignore_errors=True)
-    return GwasOutputs(run, summary, loci, files)
+    return GwasOutputs(run, summary, loci, files, qc_report)
+
+
+def _apply_qc(fileset, qc: QCConfig) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
+    """(kept variant indices, (N,) bool sample mask, report) of plink2-style QC."""
+    result = apply_qc(fileset, qc)
+    mask = np.zeros(fileset.n_samples, dtype=bool)
+    mask[result.samples] = True
+    return result.variants, mask, dict(result.report)

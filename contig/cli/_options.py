@@ -5,13 +5,12 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import click
-import numpy as np
 
 from genetics.bgen import REF_MODES, BgenFileset
 from genetics.genotypes import GenotypeReader
 from genetics.pgen import PgenFileset
 from genetics.plink import PlinkFileset
-from genetics.qc import QCConfig, apply_qc
+from genetics.qc import QCConfig
 
 _GENOTYPE_FLAGS = [
     click.option("--bfile", metavar="PREFIX", default=None, help="PLINK 1 fileset PREFIX.bed/.bim/.fam."),
@@ -82,18 +81,7 @@ def open_genotype_flags(kw: dict) -> GenotypeReader:
     return BgenFileset(kw["bgen"], kw.get("sample"), kw["bgen_ref"])
 
 
-def open_with_qc(kw: dict) -> tuple[GenotypeReader, np.ndarray | None, np.ndarray | None]:
-    """Open the genotype file (--bfile, --pfile or --bgen) and apply the QC flags in ``kw``.
-
-    Returns:
-        (fileset, kept variant indices or None, (N,) bool sample mask or None) — None when no filter was given.
-    """
-    fileset = open_genotype_flags(kw)
+def qc_config(kw: dict) -> QCConfig | None:
+    """The QC flags in ``kw`` as a :class:`QCConfig`, or None when no filter was given."""
     config = {key: kw[key] for key in _QC_KEYS if kw.get(key) is not None}
-    if not config:
-        return fileset, None, None
-    result = apply_qc(fileset, QCConfig(**config))
-    click.echo("qc: " + ", ".join(f"{name} {count}" for name, count in result.report.items()), err=True)
-    mask = np.zeros(fileset.n_samples, dtype=bool)
-    mask[result.samples] = True
-    return fileset, result.variants, mask
+    return QCConfig(**config) if config else None

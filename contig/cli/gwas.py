@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import click
 
-from contig.cli._options import genotype_options, open_with_qc, qc_options
+from contig.cli._options import genotype_options, open_genotype_flags, qc_config, qc_options
 from contig.cli._out_folder import OVERWRITE_OPTION, begin_out_folder, check_out_folder
-from gwas.pipeline import OUTPUT_FORMATS, ClumpConfig, prepare_phenotype_table, run_gwas
+from gwas.pipeline import OUTPUT_FORMATS, ClumpConfig, PreparationConfig, run_gwas
 from gwas.runner import GwasConfig
 
 EXAMPLES = """\b
@@ -94,29 +94,37 @@ def _split(values: tuple[str, ...]) -> list[str] | None:
 def command(**kw) -> None:
     """Regress phenotypes (e.g. image features) on every variant: OLS on intercept + dosage + covariates."""
     check_out_folder(kw["out"], resume=kw["resume"], overwrite=kw["overwrite"])
-    fileset, variants, sample_mask = open_with_qc(kw)
-    options = GwasConfig(
-        pheno_names=_split(kw["pheno_name"]),
-        covar_names=_split(kw["covar_name"]),
-        missing_genotype=kw["missing_genotype"],
-        chunk_size=kw["chunk_size"],
-        threads=kw["threads"],
-        covar_variance_standardize=kw["covar_variance_standardize"],
-        resume=kw["resume"],
-        progress=not kw["quiet"],
-        device=kw["device"],
-        scheduler=kw["scheduler"],
-    )
-    pheno = prepare_phenotype_table(
-        fileset, kw["pheno"], kw["covar"], options, kw["pheno_pca"], kw["pheno_residualize"],
-        kw["pheno_quantile_normalize"],
-    )  # fmt: skip
-    begin_out_folder(kw["out"], "gwas", resume=kw["resume"], overwrite=kw["overwrite"])
-    clump = ClumpConfig(not kw["no_clump"], kw["clump_p1"], kw["clump_p2"], kw["clump_r2"], kw["clump_kb"])
+    steps = (kw["pheno_pca"], kw["pheno_residualize"], kw["pheno_quantile_normalize"])
     outputs = run_gwas(
-        fileset, pheno, kw["out"], kw["covar"], options, variants, sample_mask, tuple(kw["formats"]),
-        clump, not kw["no_plots"],
-    )  # fmt: skip
+        open_genotype_flags(kw),
+        kw["pheno"],
+        kw["out"],
+        covar=kw["covar"],
+        options=GwasConfig(
+            pheno_names=_split(kw["pheno_name"]),
+            covar_names=_split(kw["covar_name"]),
+            missing_genotype=kw["missing_genotype"],
+            chunk_size=kw["chunk_size"],
+            threads=kw["threads"],
+            covar_variance_standardize=kw["covar_variance_standardize"],
+            resume=kw["resume"],
+            progress=not kw["quiet"],
+            device=kw["device"],
+            scheduler=kw["scheduler"],
+        ),
+        formats=tuple(kw["formats"]),
+        clump=ClumpConfig(not kw["no_clump"], kw["clump_p1"], kw["clump_p2"], kw["clump_r2"], kw["clump_kb"]),
+        plots=not kw["no_plots"],
+        qc=qc_config(kw),
+        preparation=PreparationConfig(*steps) if any(steps) else None,
+        before_writing=lambda: begin_out_folder(
+            kw["out"], "gwas", resume=kw["resume"], overwrite=kw["overwrite"]
+        ),
+    )
+    if outputs.qc_report:
+        click.echo(
+            "qc: " + ", ".join(f"{name} {count}" for name, count in outputs.qc_report.items()), err=True
+        )
     run = outputs.run
     n_hits = int(outputs.summary.get("n_p_below_5e-8", []).fillna(0).sum()) if len(outputs.summary) else 0
     click.echo(

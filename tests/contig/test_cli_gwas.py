@@ -242,3 +242,25 @@ def test_resume_with_other_options_is_refused_not_silently_restarted(data, tmp_p
     with pytest.raises(GeneticsError, match="--resume continues only the same command"):
         _gwas(data, out, *flags, "--maf", "0.2", "--resume")
     assert sorted((out / "chunks").glob("chunk_*.npy")) == journal  # the journal is kept
+
+
+def test_the_library_call_gives_the_command_s_bytes(data, tmp_path):
+    """One run_gwas call reproduces `contig gwas` with QC and phenotype preparation, byte for byte."""
+    from genetics.qc import QCConfig
+    from gwas.pipeline import ClumpConfig, PreparationConfig, run_gwas
+    from gwas.runner import GwasConfig
+
+    flags = ("--maf", "0.05", "--geno", "0.1", "--pheno-pca", "2", "--pheno-residualize", "--threads", "1")
+    assert _gwas(data, tmp_path / "cli", *flags).exit_code == 0
+    run_gwas(
+        str(data["prefix"]),
+        str(data["pheno"]),
+        tmp_path / "library",
+        covar=str(data["covar"]),
+        options=GwasConfig(threads=1, progress=False),
+        clump=ClumpConfig(),
+        qc=QCConfig(maf=0.05, geno=0.1),
+        preparation=PreparationConfig(pca_components=2, residualize_covariates=True),
+    )
+    for name in ("sumstats.parquet", "summary.tsv", "loci.tsv", "manhattan_PC1.png", "qq_PC2.png"):
+        assert (tmp_path / "cli" / name).read_bytes() == (tmp_path / "library" / name).read_bytes(), name
