@@ -97,6 +97,10 @@ def test_temperature_and_head_are_what_the_docs_say():
         assert isinstance(simclr.projector, nn.Linear) == (head == "linear")
         assert any(isinstance(m, nn.BatchNorm1d) for m in simclr.projector.modules()) == (head == "mlp")
     three_d = create_task("simclr", encoder=MeanEncoder(), dim=3)
+    # A flipped or turned patch would look like its mirror twin, a negative of the same volume.
+    assert (three_d.augment.flip, three_d.augment.rotate) == (0.0, False)
+    whole = create_task("simclr", encoder=MeanEncoder(), dim=3, mode="volume")
+    assert (whole.augment.flip, whole.augment.rotate) == (0.5, True)
     two_d = create_task("simclr", encoder=MeanEncoder(), dim=2)
     assert three_d.mode == "patches" and two_d.mode == "volume" and two_d.temperature == table["volume"][0]
     legacy = create_task("simclr", encoder=MeanEncoder(), dim=3, level="volume")
@@ -116,3 +120,11 @@ def test_patches_that_reach_the_deepest_level_as_one_voxel_are_refused():
     assert torch.isfinite(out["loss"]) and any(
         p.grad is not None and p.grad.abs().sum() > 0 for p in encoder.parameters()
     )
+
+
+def test_pool_grid_feeds_the_projection_a_pooled_map():
+    encoder = create_encoder("unet3d", base_width=4, depth=2)
+    simclr = create_task("simclr", encoder=encoder, dim=3, pool_grid=2, projection_dim=4)
+    assert simclr.projector.in_features == encoder.num_features * 8
+    out = simclr(simclr.make_batch(torch.randn(2, 1, 16, 16, 16), torch.Generator().manual_seed(0)))
+    assert torch.isfinite(out["loss"])
