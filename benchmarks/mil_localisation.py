@@ -45,7 +45,7 @@ import pandas as pd
 import torch
 
 from imaging.mil.compare import METRICS, SETTINGS, compare_mil
-from imaging.mil.synthetic_bitewing import simulate_bitewings
+from imaging.synthetic.bitewing import simulate_bitewings
 
 EXTRA = {
     "attention-MIL, guided": ("attention", 1.0, 1.0),

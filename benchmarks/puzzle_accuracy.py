@@ -25,7 +25,7 @@ the Hungarian algorithm) on the easy puzzles (centred, no pose changes) and on t
 with tile and puzzle counts.
 
 Part 1 pretrains a U-Net encoder with the Sinkhorn puzzle on synthetic co-registered T1/T2/FLAIR brains
-(``imaging.synthetic_mri``) and prints the per-tile and exact-puzzle accuracy on *unseen* people, for
+(``imaging.synthetic.mri``) and prints the per-tile and exact-puzzle accuracy on *unseen* people, for
 each grid size and for puzzles whose tiles mix modalities or come from one, next to chance (1/K, 1/K!).
 
 Part 2 (``--efficiency``) also pretrains the same encoder with a single-modality (T1) Sinkhorn jigsaw,

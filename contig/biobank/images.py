@@ -1,6 +1,6 @@
 """People, images and downstream labels of the synthetic biobank.
 
-Images are rendered by ``imaging.synthetic_fundus.render_fundus`` / ``imaging.synthetic_mri.render_mri`` from
+Images are rendered by ``imaging.synthetic.fundus.render_fundus`` / ``imaging.synthetic.mri.render_mri`` from
 per-image trait values (the person's latent traits at the age of that image, plus a little per-image noise)
 and written in batches, so memory does not grow with the cohort.
 """
@@ -82,7 +82,7 @@ def image_paths(images: pd.DataFrame, kind: str) -> pd.DataFrame:
 
 def check_calibration(kind: str, calibration: str) -> None:
     """ValueError unless ``calibration`` names a render calibration of this image kind."""
-    from imaging.synthetic_fundus import FUNDUS_CALIBRATIONS
+    from imaging.synthetic.fundus import FUNDUS_CALIBRATIONS
 
     known = list(FUNDUS_CALIBRATIONS) if kind == "fundus" else ["default"]
     if calibration not in known:
@@ -100,13 +100,13 @@ def _render(
 ) -> tuple[dict[str, np.ndarray], np.ndarray]:
     check_calibration(kind, calibration)
     if kind == "fundus":
-        from imaging.synthetic_fundus import FUNDUS_CALIBRATIONS, render_fundus
+        from imaging.synthetic.fundus import FUNDUS_CALIBRATIONS, render_fundus
 
         images, masks = render_fundus(
             traits, size=size, eye=eye, seed=seed, ids=ids, calibration=FUNDUS_CALIBRATIONS[calibration]
         )
         return {"image": images}, masks
-    from imaging.synthetic_mri import render_mri
+    from imaging.synthetic.mri import render_mri
 
     volumes, labels = render_mri(
         traits, shape=(size, size, size), contrasts=MRI_CONTRASTS, seed=seed, ids=ids

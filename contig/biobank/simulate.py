@@ -86,7 +86,7 @@ class BiobankConfig:
             variant explains ``major_variance`` of its trait (None: the shares in ``traits``, from the
             sources) and polygenic heritabilities are × ``polygenic_scale``; see the docs.
         render_calibration: demo calibration of the images: ``default`` or, for fundus, ``demo`` (every
-            trait ≥ 1% of the pixel variance at 32–64 px; imaging.synthetic_fundus.DEMO_CALIBRATION).
+            trait ≥ 1% of the pixel variance at 32–64 px; imaging.synthetic.fundus.DEMO_CALIBRATION).
         unrelated_traits: non-image traits (PGS negative controls).
         n_genes, gene_length: burden genes (windows of rare "exome" variants) and their length in bp.
         annotation_proportions: pLoF, missense, synonymous shares of rare coding variants.

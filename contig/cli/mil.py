@@ -60,7 +60,7 @@ def command() -> None:
 @OVERWRITE_OPTION
 def simulate(out, n, height, width, positive_fraction, mask_fraction, seed, difficulty, overwrite) -> None:
     """Write synthetic bitewings: images/*.png, masks/*.png, labels.csv."""
-    from imaging.mil.synthetic_bitewing import simulate_bitewings
+    from imaging.synthetic.bitewing import simulate_bitewings
 
     begin_out_folder(out, "mil simulate", overwrite=overwrite)
     try:

@@ -27,8 +27,8 @@ from imaging.mil.model import (
     load_mil_model,
     save_model_config,
 )
-from imaging.mil.synthetic_bitewing import render_bitewing, simulate_bitewings
 from imaging.mil.train import MILConfig, train_mil
+from imaging.synthetic.bitewing import render_bitewing, simulate_bitewings
 
 __all__ = [
     "MILConfig",

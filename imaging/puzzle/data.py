@@ -3,7 +3,7 @@
 ``MultimodalVolumes`` reads a folder whose ``manifest.parquet`` (or ``manifest.csv``) lists one NIfTI per
 modality in columns ``image_<modality>`` (paths relative to the folder, as ``contig simulate`` writes
 them; ``contig translate --write`` adds synthetic ones the same way). ``SyntheticMultimodal`` renders
-brains with ``imaging.synthetic_mri`` directly, for tests and benchmarks.
+brains with ``imaging.synthetic.mri`` directly, for tests and benchmarks.
 
 Every channel is standardised on its own (zero mean, unit variance per image and modality), so the
 intensity scale of a contrast or a scanner is not a cue for the puzzle.
@@ -23,7 +23,7 @@ from torch.utils.data import Dataset
 
 from imaging.errors import ImageFormatError, ImagingError
 from imaging.io import read_volume
-from imaging.synthetic_mri import CONTRASTS, render_mri
+from imaging.synthetic.mri import CONTRASTS, render_mri
 
 
 def standardize_channels(image: torch.Tensor, dim: int, eps: float = 1e-6) -> torch.Tensor:

@@ -6,7 +6,7 @@ import pandas as pd
 from click.testing import CliRunner
 
 from contig.cli.mil import command
-from imaging.mil.synthetic_bitewing import LABEL_COLUMNS
+from imaging.synthetic.bitewing import LABEL_COLUMNS
 
 
 def test_simulate_difficulty_hard_adds_mimics_and_easy_is_the_default(tmp_path):

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from contig.cli.translate import command
 from imaging.io import read_volume, write_nifti
 from imaging.puzzle.data import MultimodalVolumes
-from imaging.synthetic_mri import render_mri
+from imaging.synthetic.mri import render_mri
 
 SIZE = 12
 TINY = ["width=4", "depth=2", "disc_width=4", "progress=false", "log_every=1", "--device", "cpu"]

@@ -12,7 +12,7 @@ from contig.dataset import ImageConfig, MultimodalDataset
 from contig.demo.baselines import AUGMENTATIONS, FundusViews, simclr_task, train_simclr, view_shifts
 from imaging.augment import ViewAugment
 from imaging.registry import create_encoder
-from imaging.synthetic_fundus import FUNDUS_TRAITS, render_fundus
+from imaging.synthetic.fundus import FUNDUS_TRAITS, render_fundus
 
 
 @pytest.fixture(scope="module")

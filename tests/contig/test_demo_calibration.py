@@ -13,7 +13,7 @@ from contig.biobank.images import trait_visibility
 from contig.biobank.traits import FUNDUS_TRAIT_SPECS, calibrated_specs
 from contig.demo.feature_gwas import oracle_gwas, person_image_traits, planted_variants
 from contig.demo.settings import FULL, QUICK
-from imaging.synthetic_fundus import DEMO_CALIBRATION, FUNDUS_TRAITS, FundusCalibration, render_fundus
+from imaging.synthetic.fundus import DEMO_CALIBRATION, FUNDUS_TRAITS, FundusCalibration, render_fundus
 
 
 def _population(n: int, seed: int = 0) -> tuple[pd.DataFrame, np.ndarray]:

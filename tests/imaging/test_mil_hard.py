@@ -9,7 +9,7 @@ import pytest
 from scipy import ndimage
 
 from imaging.mil.compare import METRICS, SETTINGS, compare_mil, image_metrics
-from imaging.mil.synthetic_bitewing import HARD_BITEWINGS, LABEL_COLUMNS, render_bitewing, simulate_bitewings
+from imaging.synthetic.bitewing import HARD_BITEWINGS, LABEL_COLUMNS, render_bitewing, simulate_bitewings
 
 
 def test_hard_bitewings_are_deterministic_and_put_mimics_on_healthy_images(tmp_path):

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from scipy import ndimage, stats
 
-from imaging import synthetic_fundus
-from imaging.synthetic_fundus import FOV_RADIUS, FOVEA_XY, FUNDUS_TRAITS, render_fundus
-from imaging.synthetic_mri import CONTRASTS, MRI_TRAITS, render_mri
+from imaging.synthetic import fundus as synthetic_fundus
+from imaging.synthetic.fundus import FOV_RADIUS, FOVEA_XY, FUNDUS_TRAITS, render_fundus
+from imaging.synthetic.mri import CONTRASTS, MRI_TRAITS, render_mri
 
 SIZE = 64
 _AXIS = (np.arange(SIZE) + 0.5) / SIZE * 2 - 1

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from imaging._synthetic_common import (
+from imaging.synthetic._common import (
     batch_size,
     check_traits,
     full_traits,

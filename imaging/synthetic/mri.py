@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from imaging._synthetic_common import (
+from imaging.synthetic._common import (
     batch_size,
     check_traits,
     full_traits,
