@@ -18,12 +18,12 @@ import mmap
 import os
 import struct
 import zlib
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from genetics.dosage_reader import DosageReader
 from genetics.errors import GenotypeFormatError
 
 REF_MODES = ("ref-first", "ref-last", "ref-unknown")
@@ -94,7 +94,7 @@ def read_sample_file(path: str | os.PathLike, n_samples: int | None = None) -> p
     return fam
 
 
-class BgenFileset:
+class BgenFileset(DosageReader):
     """A BGEN v1.2/v1.3 file with its ``.sample`` file, behind the reader interface of ``PlinkFileset``.
 
     Attributes:
@@ -296,55 +296,3 @@ class BgenFileset:
         if missing.any():
             dosage[missing.astype(bool)] = np.nan
         return dosage
-
-    def read(
-        self, variants: slice | np.ndarray | None = None, samples: np.ndarray | None = None
-    ) -> np.ndarray:
-        """Read a dosage block.
-
-        Args:
-            variants: slice or (m,) int indices into the variant rows (default: all).
-            samples: (n,) int indices into the sample rows, in the wanted order (default: all).
-
-        Returns:
-            (n, m) float32 samples × variants expected ALT count, NaN = missing.
-        """
-        if variants is None:
-            variants = slice(0, self.n_variants)
-        if isinstance(variants, slice):
-            variants = np.arange(self.n_variants)[variants]
-        variants = np.asarray(variants, dtype=np.int64)
-        out = np.empty((variants.size, self.n_samples), dtype=np.float32)
-        self._decode_into(variants, out)
-        block = out.T
-        return block if samples is None else block[np.asarray(samples, dtype=np.int64)]
-
-    def read_zero_missing(
-        self, variants: np.ndarray, out: np.ndarray | None = None
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """All samples of ``variants`` as float64 with missing = 0, plus the missing coordinates.
-
-        Args:
-            out: optional reusable (m_max, ≥N) float64 C-ordered buffer with m_max >= m.
-
-        Returns:
-            (dosage (N, m) float64 view, missing_samples (e,), missing_variants (e,) positions in the chunk).
-        """
-        variants = np.asarray(variants, dtype=np.int64)
-        m, n = variants.size, self.n_samples
-        target = np.empty((m, n)) if out is None else out.reshape(-1)[: m * n].reshape(m, n)
-        self._decode_into(variants, target)
-        missing_variants, missing_samples = np.nonzero(np.isnan(target))
-        target[missing_variants, missing_samples] = 0.0
-        return target.T, missing_samples, missing_variants
-
-    def iter_chunks(
-        self, chunk_size: int = 4096, variants: np.ndarray | None = None, samples: np.ndarray | None = None
-    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """Stream (variant_indices (m,), block (n, m)) over ``variants`` in chunks of ``chunk_size``."""
-        if variants is None:
-            variants = np.arange(self.n_variants)
-        variants = np.asarray(variants, dtype=np.int64)
-        for start in range(0, variants.size, chunk_size):
-            index = variants[start : start + chunk_size]
-            yield index, self.read(index, samples)

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from genetics.dosage_reader import DosageReader
 from genetics.errors import GenotypeFormatError
 
 PGEN_MAGIC = b"\x6c\x1b"
@@ -119,7 +119,7 @@ def read_psam(path: str | os.PathLike) -> pd.DataFrame:
     return fam
 
 
-class PgenFileset:
+class PgenFileset(DosageReader):
     """A validated plink2 fileset ``PREFIX.pgen/.pvar/.psam``, read through pgenlib.
 
     Attributes:
@@ -209,55 +209,3 @@ class PgenFileset:
         else:
             self._reader().read_dosages_list(index, out, 1)
         out[out == _MISSING] = np.nan
-
-    def read(
-        self, variants: slice | np.ndarray | None = None, samples: np.ndarray | None = None
-    ) -> np.ndarray:
-        """Read a dosage block.
-
-        Args:
-            variants: slice or (m,) int indices into the .pvar rows (default: all).
-            samples: (n,) int indices into the .psam rows, in the wanted order (default: all).
-
-        Returns:
-            (n, m) float32 samples × variants ALT dosage, NaN = missing.
-        """
-        if variants is None:
-            variants = slice(0, self.n_variants)
-        if isinstance(variants, slice):
-            variants = np.arange(self.n_variants)[variants]
-        variants = np.asarray(variants, dtype=np.int64)
-        out = np.empty((variants.size, self.n_samples), dtype=np.float32)
-        self._decode_into(variants, out)
-        block = out.T
-        return block if samples is None else block[np.asarray(samples, dtype=np.int64)]
-
-    def read_zero_missing(
-        self, variants: np.ndarray, out: np.ndarray | None = None
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """All samples of ``variants`` as float64 with missing = 0, plus the missing coordinates.
-
-        Args:
-            out: optional reusable C-ordered float64 buffer of at least m × N values.
-
-        Returns:
-            (dosage (N, m) float64 view, missing_samples (e,), missing_variants (e,) positions in the chunk).
-        """
-        variants = np.asarray(variants, dtype=np.int64)
-        m, n = variants.size, self.n_samples
-        target = np.empty((m, n)) if out is None else out.reshape(-1)[: m * n].reshape(m, n)
-        self._decode_into(variants, target)
-        missing_variants, missing_samples = np.nonzero(np.isnan(target))
-        target[missing_variants, missing_samples] = 0.0
-        return target.T, missing_samples, missing_variants
-
-    def iter_chunks(
-        self, chunk_size: int = 4096, variants: np.ndarray | None = None, samples: np.ndarray | None = None
-    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """Stream (variant_indices (m,), block (n, m)) over ``variants`` in chunks of ``chunk_size``."""
-        if variants is None:
-            variants = np.arange(self.n_variants)
-        variants = np.asarray(variants, dtype=np.int64)
-        for start in range(0, variants.size, chunk_size):
-            index = variants[start : start + chunk_size]
-            yield index, self.read(index, samples)
