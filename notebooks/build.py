@@ -36,6 +36,7 @@ NOTEBOOKS = (
     "03_proxy_tasks_3d.py",
     "04_multimodal_puzzles.py",
     "05_mil_caries.py",
+    "06_real_images.py",
 )
 
 

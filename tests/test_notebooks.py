@@ -1,4 +1,4 @@
-"""The five benchmark notebooks run top to bottom in smoke mode and write their result tables.
+"""The six benchmark notebooks run top to bottom in smoke mode and write their result tables.
 
 Each notebook is executed through ``notebooks/build.py`` (the function CI and users run) in a fresh
 kernel, with tiny sizes (``CONTIG_NOTEBOOK_SMOKE=1``), into a temporary folder.
@@ -70,6 +70,14 @@ EXPECTED = {
         "metrics.csv",
         {"model", "auroc", "pointing", "dice", "dice_pos", "n"},
         lambda t: len(t) == 3 and (t["n"] == 12).all() and t["auroc"].between(0, 1).all(),
+    ),
+    "06_real_images": (
+        "real_images.csv",
+        {"stage", "measure", "value"},
+        lambda t: (
+            {"fundus", "radiograph", "segment scratch", "segment rotation", "mil"} <= set(t["stage"])
+            and t.loc[t["measure"] == "shape", "value"].tolist() == ["1955×1841"]
+        ),
     ),
 }
 
