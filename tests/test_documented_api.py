@@ -1,6 +1,6 @@
 """Every dotted name the README and docs/ advertise (``contig.…``, ``imaging.…``, ``genetics.…``,
 ``gwas.…`` in backticks) imports: a name that moves or was never there fails here, not in a user's
-session."""
+notebook."""
 
 from __future__ import annotations
 
