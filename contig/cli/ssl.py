@@ -16,7 +16,7 @@ EPILOG = """\b
 Examples:
   contig ssl --task rotation --dim 3 --data volumes/ --out runs/rot --max-steps 1000
   contig ssl --task jigsaw --dim 3 --data msd/Task01 --out runs/jig task_options.num_permutations=1000
-  contig ssl --task simclr --dim 3 --data biobank/ --out runs/simclr task_options.level=patch size=[96,96,96]
+  contig ssl --task simclr --dim 3 --data biobank/ --out runs/simclr task_options.mode=volume  # not patches
   contig ssl --task cpc --dim 2 --data fundus/ --out runs/cpc --encoder resnet18 size=[128,128]
   contig ssl --task puzzle --data biobank/ --modalities t1,t2,flair --grid 2,3 --out runs/puzzle
   contig ssl --out runs/rot --resume
