@@ -27,6 +27,8 @@ from pathlib import Path
 
 import click
 
+from genetics.atomic import atomic_write_text
+
 MARKER = "contig-run.json"
 # Files that show a folder was written by contig before the marker existed (training runs, the demo).
 _OWN_SIGNS = (MARKER, "config.yaml", "demo.json")
@@ -112,9 +114,7 @@ def begin_out_folder(
         "version": _version(),
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
-    tmp = out / f".{MARKER}.tmp"
-    tmp.write_text(json.dumps(record, indent=1, default=str) + "\n")
-    os.replace(tmp, out / MARKER)
+    atomic_write_text(out / MARKER, json.dumps(record, indent=1, default=str) + "\n")
     return out
 
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -25,6 +24,7 @@ import pandas as pd
 import yaml
 
 from imaging.finetune.run import RESULTS, FinetuneConfig, finetune, headline_metric
+from imaging.io import atomic_target
 
 TABLE = "results.parquet"
 PLOT = "data_efficiency.png"
@@ -111,14 +111,11 @@ def plot_data_efficiency(table: pd.DataFrame, path: str | os.PathLike) -> Path:
     axis.legend(title="initialisation")
     axis.grid(alpha=0.3)
     figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp.png")
     try:
-        figure.savefig(tmp, dpi=120)
-        os.replace(tmp, path)
+        with atomic_target(path, ".png") as tmp:
+            figure.savefig(tmp, dpi=120)
     finally:
         plt.close(figure)
-        tmp.unlink(missing_ok=True)
     return path
 
 
@@ -136,13 +133,8 @@ def _safe(name: str) -> str:
 
 
 def _write_parquet(table: pd.DataFrame, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
+    with atomic_target(path, ".parquet") as tmp:
         table.to_parquet(tmp, index=False)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 __all__ = ["PLOT", "TABLE", "plot_data_efficiency", "run_data_efficiency"]

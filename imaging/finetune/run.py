@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -47,6 +45,7 @@ from imaging.finetune.models import (
     set_encoder_trainable,
     transfer_encoder_weights,
 )
+from imaging.io import atomic_target
 from imaging.registry import create_encoder
 from imaging.training.config import ConfigError, TrainingConfig
 
@@ -335,13 +334,8 @@ def headline_metric(task: str, num_classes: int) -> str:
 
 
 def _write_json(path: Path, payload: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
+    with atomic_target(path) as tmp:
         tmp.write_text(json.dumps(payload, indent=2, default=_plain) + "\n")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _plain(value: Any) -> Any:

@@ -26,13 +26,13 @@ volumes; ``plot_reliability`` draws the reliability diagram.
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 
 from imaging.errors import ImagingError
+from imaging.io import atomic_target
 from imaging.metrics import bootstrap_ci
 
 UNCERTAINTIES = ("entropy", "variance", "mutual_information")
@@ -263,14 +263,11 @@ def plot_reliability(
     bottom.set_ylabel("share of voxels")
     figure.tight_layout()
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp.png")
     try:
-        figure.savefig(tmp, dpi=120)
-        os.replace(tmp, path)
+        with atomic_target(path, ".png") as tmp:
+            figure.savefig(tmp, dpi=120)
     finally:
         plt.close(figure)
-        tmp.unlink(missing_ok=True)
     return path
 
 
