@@ -72,13 +72,7 @@ def dice_per_class(
     pred, target = np.asarray(pred), np.asarray(target)
     if pred.shape != target.shape:
         raise MetricInputError(f"dice: pred shape {pred.shape} differs from target shape {target.shape}")
-    for name, labels in (("pred", pred), ("target", target)):
-        if labels.size and not np.issubdtype(labels.dtype, np.integer):
-            raise MetricInputError(f"dice: {name} must hold integer class labels, got dtype {labels.dtype}")
-        if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
-            raise MetricInputError(
-                f"dice: {name} holds labels outside 0..{num_classes - 1}; check num_classes={num_classes}"
-            )
+    _check_labels(pred, target, num_classes)
     confusion = np.bincount(
         target.ravel().astype(np.int64) * num_classes + pred.ravel(), minlength=num_classes * num_classes
     ).reshape(num_classes, num_classes)  # rows = target class, columns = predicted class
@@ -87,6 +81,17 @@ def dice_per_class(
     with np.errstate(invalid="ignore", divide="ignore"):
         dice = np.where(total > 0, 2.0 * intersection / total, np.nan)
     return dice if include_background else dice[1:]
+
+
+def _check_labels(pred: np.ndarray, target: np.ndarray, num_classes: int) -> None:
+    """Both label maps hold integers in 0..num_classes-1."""
+    for name, labels in (("pred", pred), ("target", target)):
+        if labels.size and not np.issubdtype(labels.dtype, np.integer):
+            raise MetricInputError(f"dice: {name} must hold integer class labels, got dtype {labels.dtype}")
+        if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
+            raise MetricInputError(
+                f"dice: {name} holds labels outside 0..{num_classes - 1}; check num_classes={num_classes}"
+            )
 
 
 def dice_per_volume(
@@ -112,13 +117,7 @@ def dice_per_volume(
         raise MetricInputError(
             f"dice_per_volume: pred {pred.shape} and target {target.shape} must be one (N, *S) shape"
         )
-    for name, labels in (("pred", pred), ("target", target)):
-        if labels.size and not np.issubdtype(labels.dtype, np.integer):
-            raise MetricInputError(f"dice: {name} must hold integer class labels, got dtype {labels.dtype}")
-        if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
-            raise MetricInputError(
-                f"dice: {name} holds labels outside 0..{num_classes - 1}; check num_classes={num_classes}"
-            )
+    _check_labels(pred, target, num_classes)
     n, k = pred.shape[0], num_classes
     flat_p = pred.reshape(n, -1).astype(np.int64)
     flat_t = target.reshape(n, -1).astype(np.int64)
