@@ -182,14 +182,6 @@ class BgenFileset(DosageReader):
         view.hardcalls, view._map = True, None
         return view
 
-    @property
-    def n_samples(self) -> int:
-        return len(self.fam)
-
-    @property
-    def n_variants(self) -> int:
-        return len(self.bim)
-
     def _layout(self, handle) -> None:
         start, header_length, n_variants, n_samples = struct.unpack("<4I", handle.read(16))
         magic = handle.read(4)

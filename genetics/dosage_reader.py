@@ -1,8 +1,9 @@
-"""What the dosage readers (``.pgen``, BGEN) share: reading blocks from one ``_decode_into``.
+"""What the genotype readers share.
 
-A subclass provides ``n_samples``, ``n_variants`` and ``_decode_into(variants, out)``, which fills
-``out`` (m, N) with the ALT dosage of each variant (NaN = missing); reading, the GWAS runner's
-missing-as-zero read and chunked streaming follow from it.
+:class:`GenotypeFileset` (every reader: .bed, .pgen, BGEN): sample and variant counts from ``fam`` and
+``bim``, and chunked streaming through the reader's ``read``. :class:`DosageReader` (.pgen, BGEN): a
+subclass provides ``_decode_into(variants, out)``, which fills ``out`` (m, N) with the ALT dosage of each
+variant (NaN = missing); reading and the GWAS runner's missing-as-zero read follow from it.
 """
 
 from __future__ import annotations
@@ -10,13 +11,43 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import numpy as np
+import pandas as pd
 
 
-class DosageReader:
+class GenotypeFileset:
+    """Base of every genotype reader: ``fam`` (samples × FID IID …) and ``bim`` (variants × CHROM ID …)
+    tables, and a ``read(variants, samples) -> (n, m)`` method."""
+
+    fam: pd.DataFrame
+    bim: pd.DataFrame
+
+    @property
+    def n_samples(self) -> int:
+        return len(self.fam)
+
+    @property
+    def n_variants(self) -> int:
+        return len(self.bim)
+
+    def read(
+        self, variants: slice | np.ndarray | None = None, samples: np.ndarray | None = None
+    ) -> np.ndarray:
+        raise NotImplementedError
+
+    def iter_chunks(
+        self, chunk_size: int = 4096, variants: np.ndarray | None = None, samples: np.ndarray | None = None
+    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Stream (variant_indices (m,), block (n, m)) over ``variants`` in chunks of ``chunk_size``."""
+        if variants is None:
+            variants = np.arange(self.n_variants)
+        variants = np.asarray(variants, dtype=np.int64)
+        for start in range(0, variants.size, chunk_size):
+            index = variants[start : start + chunk_size]
+            yield index, self.read(index, samples)
+
+
+class DosageReader(GenotypeFileset):
     """Base of :class:`genetics.pgen.PgenFileset` and :class:`genetics.bgen.BgenFileset`."""
-
-    n_samples: int
-    n_variants: int
 
     def _decode_into(self, variants: np.ndarray, out: np.ndarray) -> None:
         """Fill ``out`` (m, N) with the dosages of ``variants`` (m,), NaN = missing."""
@@ -67,16 +98,5 @@ class DosageReader:
         target[missing_variants, missing_samples] = 0.0
         return target.T, missing_samples, missing_variants
 
-    def iter_chunks(
-        self, chunk_size: int = 4096, variants: np.ndarray | None = None, samples: np.ndarray | None = None
-    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """Stream (variant_indices (m,), block (n, m)) over ``variants`` in chunks of ``chunk_size``."""
-        if variants is None:
-            variants = np.arange(self.n_variants)
-        variants = np.asarray(variants, dtype=np.int64)
-        for start in range(0, variants.size, chunk_size):
-            index = variants[start : start + chunk_size]
-            yield index, self.read(index, samples)
 
-
-__all__ = ["DosageReader"]
+__all__ = ["DosageReader", "GenotypeFileset"]

@@ -175,14 +175,6 @@ class PgenFileset(DosageReader):
         view.__setstate__({**self.__getstate__(), "hardcalls": True})
         return view
 
-    @property
-    def n_samples(self) -> int:
-        return len(self.fam)
-
-    @property
-    def n_variants(self) -> int:
-        return len(self.bim)
-
     def _reader(self):
         """One pgenlib reader per thread (a reader keeps decoding state)."""
         reader = getattr(self._local, "reader", None)

@@ -7,7 +7,6 @@ Blocks are samples × variants float32 with NaN for missing calls.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +23,7 @@ from genetics.bed_decode import (
     decode_variants_zero_missing,
     encode_variants,
 )
+from genetics.dosage_reader import GenotypeFileset
 from genetics.errors import PlinkFormatError
 
 
@@ -126,7 +126,7 @@ def read_fam(path: str | os.PathLike) -> pd.DataFrame:
     return fam
 
 
-class PlinkFileset:
+class PlinkFileset(GenotypeFileset):
     """A validated PLINK 1 fileset ``PREFIX.bed/.bim/.fam``.
 
     Attributes:
@@ -173,14 +173,6 @@ class PlinkFileset:
     def with_hardcalls(self) -> PlinkFileset:
         """The fileset as hard calls, as QC filters count them: a .bed holds nothing else."""
         return self
-
-    @property
-    def n_samples(self) -> int:
-        return len(self.fam)
-
-    @property
-    def n_variants(self) -> int:
-        return len(self.bim)
 
     def _check_bed(self) -> None:
         with open(self.bed_path, "rb") as handle:
@@ -276,20 +268,6 @@ class PlinkFileset:
         """
         raw = self._raw_rows(np.asarray(variants, dtype=np.int64))
         return decode_variants_zero_missing(raw, self.n_samples, out)
-
-    def iter_chunks(
-        self,
-        chunk_size: int = 4096,
-        variants: np.ndarray | None = None,
-        samples: np.ndarray | None = None,
-    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """Stream (variant_indices (m,), block (n, m)) over ``variants`` in chunks of ``chunk_size``."""
-        if variants is None:
-            variants = np.arange(self.n_variants)
-        variants = np.asarray(variants, dtype=np.int64)
-        for start in range(0, variants.size, chunk_size):
-            index = variants[start : start + chunk_size]
-            yield index, self.read(index, samples)
 
 
 def write_plink(
