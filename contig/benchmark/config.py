@@ -95,7 +95,10 @@ class BenchmarkConfig:
     init_seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
     batch_size: int = 64  # images per forward pass when encoding
-    finetune_steps: int = 100
+    finetune_steps: int = 1000  # a cap: runs stop early on the loss of finetune_val_split
+    finetune_val_split: str | None = "val"  # None: no validation, every run trains finetune_steps steps
+    finetune_eval_every: int = 10
+    finetune_patience: int = 5
     finetune_lr: float = 1e-4
     finetune_batch_size: int = 16
     plot: bool = True
@@ -121,7 +124,17 @@ class BenchmarkConfig:
                 problems.append(f"{label} names must be unique, got {names}")
         if self.n_boot < 1 or not 0 < self.alpha < 1:
             problems.append(f"need n_boot >= 1 and 0 < alpha < 1 (got {self.n_boot}, {self.alpha})")
-        if self.finetune_steps < 1 or self.batch_size < 1 or self.finetune_batch_size < 1 or self.knn_k < 1:
-            problems.append("finetune_steps, batch_size, finetune_batch_size and knn_k must be >= 1")
+        sizes = (self.finetune_steps, self.batch_size, self.finetune_batch_size, self.knn_k)
+        sizes += (self.finetune_eval_every, self.finetune_patience)
+        if min(sizes) < 1:
+            problems.append(
+                "finetune_steps, batch_size, finetune_batch_size, knn_k, finetune_eval_every and "
+                "finetune_patience must be >= 1"
+            )
+        if self.finetune_val_split is not None and self.finetune_val_split not in self.train_splits:
+            problems.append(
+                f"finetune_val_split {self.finetune_val_split!r} is not one of train_splits {self.train_splits}; "
+                "add it there or set finetune_val_split=null"
+            )
         if problems:
             raise ConfigError("invalid benchmark config: " + "; ".join(problems))

@@ -1,20 +1,22 @@
 """Full fine-tuning protocol: an image encoder plus a linear head, trained end to end on in-memory tensors.
 
-Small and self-contained (no run directory, no files): AdamW on minibatches drawn with replacement from
-the training tensors, then predictions on the test tensors in the format of the task kind (see
-``contig.benchmark.probes``). The caller's encoder is deep-copied, never changed, so one loaded encoder
+The training loop is the shared one of every training command (``imaging.training.Trainer``: AdamW,
+seeded epoch order, mixed precision on CUDA) with the fine-tuning stopping rule of ``contig finetune``
+(``imaging.finetune.early_stopping``); its run folder is a temporary directory, so nothing is written
+where the caller can see it. The caller's encoder is deep-copied, never changed, so one loaded encoder
 serves every fraction and seed. Every weight is trained from the first step: nothing is frozen, not even
-for a randomly initialised encoder.
+for a randomly initialised encoder. The learning rate is constant (the encoder's ``lr``, the head's
+``lr × head_lr_scale``).
 
 Two stopping rules:
 
-- a fixed number of steps (``finetune_classifier`` without validation tensors, as before);
+- a fixed number of steps (``finetune_classifier``, or ``finetune_encoder`` without validation tensors);
 - early stopping (``finetune_encoder`` with ``val_images``/``val_y``): every ``eval_every`` steps (and at the last
   step) the loss on the validation tensors is computed in eval mode; the weights of the evaluation with
-  the lowest validation loss are kept (an improvement must beat the best by more than ``min_delta``), and
-  training stops after ``patience`` evaluations without improvement or at ``max_steps``. The test
-  predictions come from the restored best weights. Validation loss, not the metric, decides: it is a
-  proper score that moves smoothly where AUROC or QWK on a few dozen positives jumps between ties.
+  the lowest validation loss are kept, and training stops once ``patience`` evaluations
+  (``patience × eval_every`` steps) brought no lower loss, or at ``max_steps``. The test predictions come
+  from the restored best weights. Validation loss, not the metric, decides: it is a proper score that
+  moves smoothly where AUROC or QWK on a few dozen positives jumps between ties.
 
 >>> import torch
 >>> from imaging.registry import create_encoder
@@ -29,19 +31,27 @@ Two stopping rules:
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import logging
 import math
+import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
+from torch.utils.data import TensorDataset
 
 from contig.benchmark.errors import BenchmarkError
 from contig.benchmark.probes import KINDS, Kind
+from imaging.finetune.early_stopping import EarlyStopping, StopWhenStale
 from imaging.metrics import auroc, classes_from_probabilities, quadratic_weighted_kappa, r2
-from imaging.training.distributed import resolve_device
+from imaging.training import Trainer, TrainingConfig
+from imaging.training.checkpoint import BEST, load_weights
 
 
 class _Classifier(nn.Module):
@@ -102,7 +112,7 @@ def finetune_classifier(
         train_y: (N_train,) labels (0/1, 0..K-1 or real, by ``kind``).
         kind: "binary" (BCE), "multiclass"/"ordinal" (cross-entropy over K = ``num_classes`` or
             1 + the largest label), "regression" (MSE on the standardised target).
-        steps: optimizer steps; each draws ``batch_size`` rows with replacement (seeded).
+        steps: optimizer steps of ``batch_size`` rows, in a seeded order that visits every row once per epoch.
         lr: encoder learning rate; the new head uses ``lr * head_lr_scale``.
         seed: seeds the head initialisation and the minibatch draws.
         device: "cpu", "cuda" or "auto"; inputs are moved there batch by batch.
@@ -127,7 +137,6 @@ def finetune_encoder(
     max_steps: int = 50,
     eval_every: int = 10,
     patience: int = 5,
-    min_delta: float = 1e-4,
     lr: float = 1e-4,
     seed: int = 0,
     device: str | torch.device = "cpu",
@@ -143,8 +152,7 @@ def finetune_encoder(
             nor the test rows); None trains exactly ``max_steps`` steps.
         max_steps: the most optimizer steps.
         eval_every: steps between validation evaluations (the last step is always evaluated).
-        patience: evaluations in a row without an improvement > ``min_delta`` of the validation loss
-            that stop training.
+        patience: evaluations in a row without a lower validation loss that stop training.
 
     Returns: :class:`FinetuneResult`; its predictions come from the weights of the best evaluation.
     """
@@ -170,60 +178,84 @@ def finetune_encoder(
             f"{val_images.shape[0]} validation images but {0 if val_y is None else len(val_y)} labels; "
             "give one label per validation image"
         )
-    device = resolve_device(device) if isinstance(device, str) else device
     outputs, target, scale = _targets(train_y, kind, num_classes)
     val_target = _val_targets(np.asarray(val_y), kind, scale) if validate else None
     torch.manual_seed(seed)
-    model = _Classifier(copy.deepcopy(encoder), outputs).to(device)
+    model = _Classifier(copy.deepcopy(encoder), outputs)
     for parameter in model.parameters():  # a frozen copy (e.g. requires_grad=False upstream) would not learn
         parameter.requires_grad_(True)
-    optimizer = torch.optim.AdamW(
-        [
-            {"params": model.encoder.parameters(), "lr": lr},
-            {"params": model.head.parameters(), "lr": lr * head_lr_scale},
-        ],
-        weight_decay=weight_decay,
-    )
-    generator = torch.Generator().manual_seed(seed)
-    best = {"loss": math.inf, "metric": math.nan, "step": 0, "state": None}
+    groups = [
+        {"params": list(model.encoder.parameters()), "lr": lr},
+        {"params": list(model.head.parameters()), "lr": lr * head_lr_scale},
+    ]
     history: list[tuple[int, float, float]] = []
-    stale, step = 0, 0
-    model.train()
-    while step < max_steps:
-        rows = torch.randint(0, train_images.shape[0], (batch_size,), generator=generator)
-        output = model(train_images[rows].to(device, torch.float32))
-        loss = _loss(output, target[rows].to(device), kind)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        step += 1
-        if not validate or (step % eval_every and step < max_steps):
-            continue
-        val_loss, val_metric = _validate(model, val_images, val_target, np.asarray(val_y), kind, scale,
-                                         batch_size, device)  # fmt: skip
-        history.append((step, val_loss, val_metric))
-        if val_loss < best["loss"] - min_delta:
-            state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-            best, stale = {"loss": val_loss, "metric": val_metric, "step": step, "state": state}, 0
-        else:
-            stale += 1
-            if stale >= patience:
-                break
-        model.train()
-    if not validate:
-        return FinetuneResult(_predict(model, test_images, kind, scale, batch_size, device), step, step)
-    if best["state"] is not None:  # None: every validation loss was non-finite; keep the last weights
-        model.load_state_dict(best["state"])
-    return FinetuneResult(
-        predictions=_predict(model, test_images, kind, scale, batch_size, device),
-        steps_trained=step,
-        best_step=best["step"] if best["state"] is not None else step,
-        val_loss=best["loss"] if best["state"] is not None else math.nan,
-        val_metric=best["metric"],
-        val_metric_name=_HEADLINE[kind],
-        stopped_early=step < max_steps,
-        history=history,
-    )
+
+    def loss_fn(net: nn.Module, batch: list[torch.Tensor]) -> dict[str, torch.Tensor]:
+        images, targets = batch
+        return {"loss": _loss(net(images.float()), targets, kind)}
+
+    def eval_fn(net: nn.Module) -> dict[str, float]:
+        val_loss, val_metric = _validate(net, val_images, val_target, np.asarray(val_y), kind, scale,
+                                         batch_size, trainer.device)  # fmt: skip
+        history.append((trainer.step, val_loss, val_metric))
+        return {"val_loss": val_loss, "val_metric": val_metric}
+
+    with tempfile.TemporaryDirectory(prefix="contig-finetune-") as folder, _quiet_trainer():
+        config = TrainingConfig(
+            out=folder,
+            max_steps=max_steps,
+            epochs=None,
+            batch_size=batch_size,
+            seed=seed,
+            device=device.type if isinstance(device, torch.device) else device,
+            lr=lr,
+            min_lr_ratio=1.0,  # constant rate
+            weight_decay=weight_decay,
+            log_every=0,
+            eval_every=eval_every if validate else 0,
+            checkpoint_every=0,
+            monitor="val_loss" if validate else "loss",
+            mode="min",
+            progress=False,
+        )
+        stopper = StopWhenStale(eval_fn, "val_loss", EarlyStopping(patience, eval_every, "min"))
+        dataset = TensorDataset(train_images, target)
+        trainer = Trainer(
+            model, loss_fn, dataset, config, eval_fn=stopper if validate else None, param_groups=groups
+        )
+        stopper.trainer = trainer
+        trainer.fit()
+        step = trainer.step
+        predict = lambda: _predict(model, test_images, kind, scale, batch_size, trainer.device)  # noqa: E731
+        if not validate:
+            return FinetuneResult(predict(), step, step)
+        restored = trainer.best_step is not None  # None: every validation loss was non-finite; keep the last
+        if restored:
+            load_weights(model, Path(folder) / BEST)
+        best = {s: (loss, metric) for s, loss, metric in history}.get(trainer.best_step, (math.nan, math.nan))
+        return FinetuneResult(
+            predictions=predict(),
+            steps_trained=step,
+            best_step=trainer.best_step if restored else step,
+            val_loss=best[0],
+            val_metric=best[1] if restored else math.nan,
+            val_metric_name=_HEADLINE[kind],
+            stopped_early=step < max_steps,
+            history=history,
+        )
+
+
+@contextlib.contextmanager
+def _quiet_trainer() -> Iterator[None]:
+    """Mute the trainer's per-run INFO lines (start, new best, finish): a benchmark runs hundreds of runs."""
+    logger = logging.getLogger("imaging.training")
+    only_warnings = logging.Filter()
+    only_warnings.filter = lambda record: record.levelno >= logging.WARNING  # type: ignore[method-assign]
+    logger.addFilter(only_warnings)
+    try:
+        yield
+    finally:
+        logger.removeFilter(only_warnings)
 
 
 _HEADLINE = {"binary": "auroc", "multiclass": "auroc", "ordinal": "qwk", "regression": "r2"}

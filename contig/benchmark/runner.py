@@ -5,8 +5,11 @@ The output folder ``config.out`` receives ``config.yaml`` (resolved configuratio
 ``<task>.png``; every file is written atomically.
 
 Training rows are the label table's ``train_splits`` (default train + val), test rows its
-``test_split``. Rows whose target is missing are left out of that task. Methods with precomputed
-features (``features:``) run the probes only; fine-tuning them is skipped and logged.
+``test_split``. Fine-tuning holds out the people of ``finetune_val_split`` (default val) from its
+training pool and stops early on their loss (``benchmark_finetune`` with validation tensors), so every
+method is compared converged; the probes fit on the whole pool. Rows whose target is missing are left
+out of that task. Methods with precomputed features (``features:``) run the probes only; fine-tuning
+them is skipped and logged.
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ def run_benchmark(config: BenchmarkConfig) -> pd.DataFrame:
             f"{config.train_splits} / {config.test_split!r}; check the split column or train_splits/test_split"
         )
     targets = {task.name: task_target(labels, task, config.data) for task in config.tasks}  # fail early
+    val = _validation_rows(labels, config)
     out = Path(config.out)
     save_resolved(config, out / "config.yaml")
     root = Path(config.data) if Path(config.data).is_dir() else Path(config.data).parent
@@ -86,11 +90,22 @@ def run_benchmark(config: BenchmarkConfig) -> pd.DataFrame:
                 log.warning("%s: precomputed features cannot be fine-tuned; skipped", method.name)
             elif "finetune" in config.protocols:
                 log.info("%s / %s: finetune", task.name, method.name)
+                pool, checked = keep & ~val, keep & val  # (N,) masks over the label rows
+                validation = {}
+                if val.any() and not checked.any():
+                    log.warning("%s: no validation row has a target; fine-tuning trains every step", task.name)
+                if checked.any():
+                    validation = {
+                        "val_images": images[np.flatnonzero(checked)],
+                        "val_y": y[checked[keep]],
+                        "eval_every": config.finetune_eval_every,
+                        "patience": config.finetune_patience,
+                    }
                 frames.append(
                     benchmark_finetune(
-                        {method.name: encoder}, images[np.flatnonzero(keep)], y, ids, test[keep], task.kind,
-                        steps=config.finetune_steps, lr=config.finetune_lr, batch_size=config.finetune_batch_size,
-                        device=config.device, **common,
+                        {method.name: encoder}, images[np.flatnonzero(pool)], y[pool[keep]], ids[pool[keep]],
+                        test[pool], task.kind, steps=config.finetune_steps, lr=config.finetune_lr,
+                        batch_size=config.finetune_batch_size, device=config.device, **validation, **common,
                     )
                 )  # fmt: skip
     results = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=COLUMNS)
@@ -100,6 +115,20 @@ def run_benchmark(config: BenchmarkConfig) -> pd.DataFrame:
         for task, rows in results.groupby("task", sort=False):
             plot_task(rows, out / f"{_file_name(str(task))}.png")
     return results
+
+
+def _validation_rows(labels: pd.DataFrame, config: BenchmarkConfig) -> np.ndarray:
+    """(N,) bool: rows of ``finetune_val_split`` when fine-tuning is asked for (else none)."""
+    if "finetune" not in config.protocols or config.finetune_val_split is None:
+        return np.zeros(len(labels), dtype=bool)
+    val = (labels["split"] == config.finetune_val_split).to_numpy()
+    if not val.any():
+        raise BenchmarkError(
+            f"{config.data}: no rows of split {config.finetune_val_split!r} to stop fine-tuning early on; "
+            "name another split with finetune_val_split=<split>, or finetune_val_split=null to train "
+            "finetune_steps steps"
+        )
+    return val
 
 
 def task_target(

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from contig.cli._out_folder import OVERWRITE_OPTION, begin_out_folder, check_out_folder
 from contig.errors import ContigError
 from imaging.errors import ImagingError
 from imaging.training.config import ConfigError, apply_overrides, from_dict, load_config
@@ -21,7 +22,8 @@ Examples:
 The YAML names data (a biobank folder with downstream/labels.parquet), tasks (target column + kind:
 binary, multiclass, ordinal, regression), methods (encoder sources random:<name>, timm:<model>,
 ssl:<run>, contig:<run>, features:<parquet>), protocols (linear, knn, finetune), fractions and seeds.
-Writes config.yaml, results.parquet and one PNG per task to --out. See docs/benchmark.md.
+Fine-tuning stops early on the people of the val split (finetune_val_split). Writes config.yaml,
+results.parquet and one PNG per task to --out. See docs/benchmark.md.
 """
 
 
@@ -40,8 +42,9 @@ Writes config.yaml, results.parquet and one PNG per task to --out. See docs/benc
 )
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default=None, help="[default: auto]")
 @click.option("--quiet", is_flag=True, help="No progress lines.")
+@OVERWRITE_OPTION
 @click.argument("overrides", nargs=-1, metavar="[KEY=VALUE]...")
-def command(config_path, data, out, device, quiet, overrides) -> None:
+def command(config_path, data, out, device, quiet, overwrite, overrides) -> None:
     """Benchmark encoders on downstream tasks: linear probe, k-NN and fine-tuning over label fractions,
     several seeds, metrics with 95% bootstrap intervals."""
     from contig.benchmark import BenchmarkConfig, run_benchmark
@@ -54,8 +57,10 @@ def command(config_path, data, out, device, quiet, overrides) -> None:
         raise click.ClickException(" ".join(str(error).split())) from None
     if not config.data:
         raise click.UsageError("give the biobank folder with --data DIR (or data: in the config)")
+    check_out_folder(config.out, overwrite=overwrite)
     if not quiet:
         logging.basicConfig(level=logging.INFO, format="%(message)s")
+    begin_out_folder(config.out, "benchmark", overwrite=overwrite, inputs=[config.data])
     try:
         results = run_benchmark(config)
     except (ContigError, ImagingError) as error:

@@ -10,7 +10,15 @@ import pytest
 import torch
 from PIL import Image
 
-from contig.benchmark import COLUMNS, BenchmarkConfig, BenchmarkError, MethodSpec, TaskSpec, run_benchmark
+from contig.benchmark import (
+    COLUMNS,
+    FINETUNE_COLUMNS,
+    BenchmarkConfig,
+    BenchmarkError,
+    MethodSpec,
+    TaskSpec,
+    run_benchmark,
+)
 from contig.benchmark.data import load_images, read_features, read_labels
 from contig.biobank import BiobankConfig, simulate_biobank
 from imaging.training.config import ConfigError, load_config
@@ -57,15 +65,20 @@ def test_run_benchmark_end_to_end(biobank, tmp_path):
         device="cpu",
     )  # fmt: skip
     results = run_benchmark(config)
-    assert list(results.columns) == COLUMNS
+    assert list(results.columns) == COLUMNS + FINETUNE_COLUMNS
     # tiny: 3 protocols, cheat: 2 (features are never fine-tuned); 2 tasks × 2 fractions × 2 seeds.
     assert len(results) == (3 + 2) * 2 * 2 * 2
     saved = pd.read_parquet(tmp_path / "bench" / "results.parquet")
     pd.testing.assert_frame_equal(saved, results)
     n_test = int((labels["split"] == "test").sum())
     assert (results["n_test"] == n_test).all()
-    n_pool = int(labels["split"].isin(["train", "val"]).sum())
-    assert set(results.loc[results["fraction"] == 1.0, "n_train"]) == {n_pool}
+    n_pool, n_val = int(labels["split"].isin(["train", "val"]).sum()), int((labels["split"] == "val").sum())
+    probes, tuned = results[results["protocol"] != "finetune"], results[results["protocol"] == "finetune"]
+    assert set(probes.loc[probes["fraction"] == 1.0, "n_train"]) == {n_pool}
+    # fine-tuning holds the val people out of its training pool and validates on them
+    assert set(tuned.loc[tuned["fraction"] == 1.0, "n_train"]) == {n_pool - n_val}
+    assert set(tuned["n_val"]) == {n_val} and set(tuned["steps_trained"]) == {1}
+    assert probes[FINETUNE_COLUMNS].isna().all().all()
     cheat = results[
         (results["method"] == "cheat") & (results["protocol"] == "linear") & (results["task"] == "grade")
     ]
@@ -116,6 +129,11 @@ def test_bad_inputs_raise_typed_errors(tmp_path):
     config = BenchmarkConfig(data=str(tmp_path), out=str(tmp_path / "o"), test_split="holdout")
     with pytest.raises(BenchmarkError, match="0 test"):
         run_benchmark(config)
+    config = BenchmarkConfig(data=str(tmp_path), out=str(tmp_path / "o"), protocols=["finetune"])
+    with pytest.raises(BenchmarkError, match="no rows of split 'val' to stop fine-tuning early"):
+        run_benchmark(config)  # the table has no val people: said before any image is read
+    with pytest.raises(ConfigError, match="finetune_val_split 'tune' is not one of train_splits"):
+        BenchmarkConfig(finetune_val_split="tune")
     with pytest.raises(ConfigError, match="fraction 5"):
         BenchmarkConfig(fractions=[5])
     with pytest.raises(ConfigError, match="kind one of"):

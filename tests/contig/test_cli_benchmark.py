@@ -23,7 +23,7 @@ def folder(tmp_path_factory):
         if label:
             image[4:12, 4:12] = 220
         write_png(root / "images" / f"p{i}.png", image)
-        split = "test" if i >= 16 else "train"
+        split = "test" if i >= 16 else "val" if i >= 12 else "train"
         rows.append({"IID": f"p{i}", "image": f"images/p{i}.png", "finding": label, "split": split})
     (root / "downstream").mkdir()
     pd.DataFrame(rows).to_parquet(root / "downstream" / "labels.parquet")
@@ -49,7 +49,9 @@ def test_benchmark_command_writes_results(folder, tmp_path):
     assert "wrote 4 result rows" in result.output
     table = pd.read_parquet(tmp_path / "out" / "results.parquet")
     assert sorted(table["protocol"].unique()) == ["finetune", "linear"]
-    assert table["n_train"].tolist() == [8, 16, 8, 16] or sorted(table["n_train"]) == [8, 8, 16, 16]
+    n_train = table.groupby("protocol")["n_train"].apply(sorted).to_dict()
+    assert n_train == {"linear": [8, 16], "finetune": [6, 12]}  # fine-tuning validates on the 4 val people
+    assert (table.loc[table["protocol"] == "finetune", "n_val"] == 4).all()
     assert (tmp_path / "out" / "finding.png").is_file() and (tmp_path / "out" / "config.yaml").is_file()
 
 
@@ -62,3 +64,18 @@ def test_benchmark_command_reports_bad_input_in_one_line(folder, tmp_path):
     assert result.exit_code != 0 and "needs column 'age'" in result.output
     result = CliRunner().invoke(command, ["--out", str(tmp_path)])
     assert result.exit_code != 0 and "--data" in result.output
+
+
+def test_benchmark_command_never_mixes_runs(folder, tmp_path):
+    out = tmp_path / "out"
+    failed = CliRunner().invoke(command, ["--data", str(folder), "--out", str(out), "tasks=[{target: age}]"])
+    assert failed.exit_code != 0 and not out.exists()  # bad input: no folder left behind
+    args = ["--data", str(folder), "--out", str(out), "--quiet", "tasks=[{target: finding, kind: binary}]"]
+    args += ["methods=[{source: 'timm:test_efficientnet'}]", "fractions=[1.0]", "seeds=[0]", "n_boot=10"]
+    args += ["probe_c=1.0", "image_size=16"]
+    _ok(CliRunner().invoke(command, args))
+    again = CliRunner().invoke(command, args)
+    assert again.exit_code == 2 and "already holds an earlier run" in again.output
+    (out / "results.parquet").write_bytes(b"stale")
+    _ok(CliRunner().invoke(command, [*args, "--overwrite"]))
+    assert pd.read_parquet(out / "results.parquet")["protocol"].tolist() == ["linear"]
