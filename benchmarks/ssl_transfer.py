@@ -40,6 +40,7 @@ Usage: python benchmarks/ssl_transfer.py [--out runs/ssl_transfer] [--n-individu
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import shutil
 import time
@@ -48,7 +49,6 @@ from pathlib import Path
 
 import pandas as pd
 import torch
-import yaml
 from safetensors.torch import load_file, save_file
 
 from contig.biobank import BiobankConfig, simulate_biobank
@@ -57,8 +57,9 @@ from imaging.datasets import open_image_folder
 from imaging.finetune import FinetuneConfig, load_pretrained_encoder
 from imaging.finetune.efficiency import run_data_efficiency
 from imaging.registry import create_encoder, list_tasks
-from imaging.ssl.pretrained import untrained_tensors
+from imaging.ssl.pretrained import read_ssl_config, untrained_tensors
 from imaging.ssl.train import SslConfig, train_ssl
+from imaging.training.run_folder import write_run_config
 
 TASKS = ("cpc", "rotation", "rpl", "jigsaw", "exemplar", "simclr", "puzzle")
 FRACTIONS = (0.05, 0.1, 0.25, 1.0)
@@ -161,13 +162,13 @@ def assert_received_gradient(run: Path) -> None:
 
     The initial weights are rebuilt as ``train_ssl`` drew them (the run's seed, then the encoder first).
     """
-    saved = yaml.safe_load((run / "config.yaml").read_text())
-    torch.manual_seed(int(saved["seed"]))
-    initial = create_encoder(saved["encoder"], **(saved.get("encoder_kwargs") or {})).state_dict()
+    saved = read_ssl_config(run)
+    torch.manual_seed(saved.seed)
+    initial = create_encoder(str(saved.encoder), **saved.encoder_kwargs).state_dict()
     trained = load_pretrained_encoder(run).state_dict()  # best, else last: what fine-tuning loads
     frozen = untrained_tensors(initial, trained)
     assert not frozen, (
-        f"{saved['task']}: {len(frozen)} of {len(initial)} encoder tensors received no gradient "
+        f"{saved.task}: {len(frozen)} of {len(initial)} encoder tensors received no gradient "
         f"(e.g. {', '.join(frozen[:3])}); no transfer row is written for an untrained encoder"
     )
 
@@ -178,8 +179,8 @@ def inflate_run(run: Path, in_chans: int) -> Path:
     The kernel (F, 1, *k) becomes (F, in_chans, *k) / in_chans; ``config.yaml`` records the new
     ``in_chans``. Runs that already take ``in_chans`` channels are returned unchanged.
     """
-    saved = yaml.safe_load((run / "config.yaml").read_text())
-    kwargs = dict(saved.get("encoder_kwargs") or {})
+    saved = read_ssl_config(run)
+    kwargs = dict(saved.encoder_kwargs)
     if int(kwargs.get("in_chans", in_chans)) == in_chans:
         return run
     target = run.with_name(run.name + "_inflated")
@@ -196,10 +197,7 @@ def inflate_run(run: Path, in_chans: int) -> Path:
         tmp = target / f".{name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
         save_file(weights, str(tmp))
         os.replace(tmp, target / name)
-    saved["encoder_kwargs"] = {**kwargs, "in_chans": in_chans}
-    tmp = target / f".config.yaml.{os.getpid()}.tmp"
-    tmp.write_text(yaml.safe_dump(saved, sort_keys=False))
-    os.replace(tmp, target / "config.yaml")
+    write_run_config(target, dataclasses.replace(saved, encoder_kwargs={**kwargs, "in_chans": in_chans}))
     return target
 
 

@@ -31,10 +31,11 @@ from contig.pretrain import INPUTS_DIR, PretrainConfig, build_model
 from genetics.atomic import atomic_path
 from genetics.record import GeneticRecord
 from imaging.training import checkpoint as ckpt
-from imaging.training.config import load_config
 from imaging.training.distributed import resolve_device
+from imaging.training.run_folder import find_checkpoint, load_run_config
 
 FEATURE_PREFIX = "feat_"
+PRETRAIN_COMMAND = "contig pretrain"
 
 
 @dataclass
@@ -50,12 +51,8 @@ class LoadedRun:
 def load_run(run_dir: str | os.PathLike, weights: str = "best") -> LoadedRun:
     """Rebuild the model of ``run_dir`` and load its ``best`` (or ``last``) weights, in eval mode."""
     run = Path(run_dir)
-    if not (run / "config.yaml").is_file():
-        raise ContigError(f"{run}: not a pretraining run (no config.yaml); give the --out of contig pretrain")
-    config = load_config(run / "config.yaml", PretrainConfig)
-    path = run / (ckpt.BEST if weights == "best" else ckpt.LAST)
-    if weights == "best" and not path.is_file():
-        path = run / ckpt.LAST
+    config = load_run_config(run, PretrainConfig, PRETRAIN_COMMAND)
+    path = find_checkpoint(run, "best" if weights == "best" else "last", PRETRAIN_COMMAND)
     record = open_genetic_record(run / INPUTS_DIR)
     model = build_model(config, record.num_features, _in_chans(path))
     ckpt.load_weights(model, path)

@@ -30,6 +30,7 @@ import click
 
 from contig.cli._out_folder import OVERWRITE_OPTION, begin_out_folder, check_out_folder
 from imaging.training.config import ConfigError, apply_overrides, from_dict, load_config
+from imaging.training.run_folder import config_file
 
 T = TypeVar("T")
 
@@ -163,7 +164,7 @@ def _saved_path(cls: type, kwargs: dict[str, Any]) -> Path | None:
     """The ``config.yaml`` of the run directory a ``--resume`` continues, if there is one."""
     from_overrides = [o.partition("=")[2] for o in kwargs.get("overrides") or () if o.startswith("out=")]
     out = kwargs.get("out") or (from_overrides[-1] if from_overrides else _default_out(cls))
-    saved = Path(out) / "config.yaml" if out else None
+    saved = config_file(out) if out else None
     return saved if saved is not None and saved.is_file() else None
 
 

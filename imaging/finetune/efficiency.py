@@ -21,10 +21,11 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import pandas as pd
-import yaml
 
 from imaging.finetune.run import RESULTS, FinetuneConfig, finetune, headline_metric
 from imaging.io import atomic_target
+from imaging.ssl.pretrained import SSL_COMMAND
+from imaging.training.run_folder import config_file, read_run_config
 
 TABLE = "results.parquet"
 PLOT = "data_efficiency.png"
@@ -121,8 +122,8 @@ def plot_data_efficiency(table: pd.DataFrame, path: str | os.PathLike) -> Path:
 
 def _first_pretrained_architecture(inits: Mapping[str, str | None]) -> dict:
     for run in inits.values():
-        if run is not None and (Path(run) / "config.yaml").is_file():
-            saved = yaml.safe_load((Path(run) / "config.yaml").read_text()) or {}
+        if run is not None and config_file(run).is_file():
+            saved = read_run_config(run, SSL_COMMAND)
             kwargs = dict(saved.get("encoder_kwargs") or {})
             return {"encoder": saved.get("encoder"), "encoder_kwargs": kwargs}
     return {}

@@ -93,9 +93,10 @@ def load_pretrained_encoder(run_dir: str | os.PathLike, checkpoint: str = "best"
     to ``last`` when the run kept no ``best``.
     """
     from imaging.ssl.pretrained import load_pretrained_encoder as load_ssl_encoder
+    from imaging.training.run_folder import checkpoint_file
 
     run = Path(run_dir)
-    if checkpoint == "best" and not (run / "best.safetensors").is_file():
+    if checkpoint == "best" and not checkpoint_file(run, "best").is_file():
         checkpoint = "last"
     return load_ssl_encoder(run, checkpoint)
 

@@ -25,7 +25,6 @@ from typing import Any, Literal
 import numpy as np
 import torch
 import torch.nn.functional as F
-import yaml
 from torch import nn
 
 from imaging.errors import ImagingError
@@ -170,9 +169,11 @@ def build_encoder(config: FinetuneConfig, in_chans: int) -> tuple[FinetuneConfig
         kwargs = dict(config.encoder_kwargs)
         source = None
     else:
+        from imaging.ssl.pretrained import read_ssl_config
+
         source = load_pretrained_encoder(config.pretrained, config.checkpoint)  # checks the run folder
-        run_config = yaml.safe_load((Path(config.pretrained) / "config.yaml").read_text()) or {}
-        name, kwargs = run_config["encoder"], dict(run_config.get("encoder_kwargs") or {})
+        run_config = read_ssl_config(config.pretrained)
+        name, kwargs = str(run_config.encoder), dict(run_config.encoder_kwargs)
     if kwargs.setdefault("in_chans", in_chans) != in_chans:
         raise ImagingError(
             f"the encoder takes {kwargs['in_chans']} channel(s) but {config.data} has {in_chans}; "

@@ -27,19 +27,19 @@ on the attention (0 drops a patch), which is how a user decides which regions th
 
 from __future__ import annotations
 
+import inspect
 import os
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
-import yaml
 from torch import nn
 
 from imaging.errors import ImagingError
-from imaging.io import atomic_target
 from imaging.mil.data import region_coverage
 from imaging.registry import Registry, create_encoder
+from imaging.training.run_folder import MODEL_FILE, find_checkpoint, read_model_spec, write_model_spec
 
 MIL_MODELS = Registry("MIL model")
 POOLINGS = ("interpretable", "attention", "mean", "max")
@@ -329,15 +329,12 @@ def list_mil_models() -> list[str]:
     return MIL_MODELS.names()
 
 
-MODEL_FILE = "model.yaml"
+MIL_COMMAND = "contig mil train"
 
 
 def save_model_config(model: PatchMIL, run_dir: str | os.PathLike) -> Path:
     """Write the model's constructor arguments to ``RUN/model.yaml`` (atomically)."""
-    path = Path(run_dir) / MODEL_FILE
-    with atomic_target(path) as tmp, open(tmp, "w") as handle:
-        yaml.safe_dump(dict(model.config), handle, sort_keys=False)
-    return path
+    return write_model_spec(run_dir, model.config)
 
 
 def load_mil_model(
@@ -347,24 +344,16 @@ def load_mil_model(
     (``best`` falls back to ``last`` when the run saved no best)."""
     from imaging.training.checkpoint import load_weights
 
-    run_dir = Path(run_dir)
-    config_path = run_dir / MODEL_FILE
-    if not config_path.is_file():
-        raise ImagingError(
-            f"{config_path} does not exist; pass the run directory written by `contig mil train`"
-        )
-    config = yaml.safe_load(config_path.read_text()) or {}
-    weights = run_dir / f"{checkpoint}.safetensors"
-    if not weights.is_file() and checkpoint == "best":
-        weights = run_dir / "last.safetensors"
-    if not weights.is_file():
-        raise ImagingError(f"{weights} does not exist; the run in {run_dir} has not saved a checkpoint yet")
+    allowed = set(inspect.signature(PatchMIL).parameters)
+    config = read_model_spec(run_dir, MIL_COMMAND, allowed=allowed)
+    weights = find_checkpoint(run_dir, checkpoint, MIL_COMMAND)
     model = PatchMIL(**config)
     load_weights(model, weights)
     return model.to(map_location).eval()
 
 
 __all__ = [
+    "MIL_COMMAND",
     "MIL_MODELS",
     "MODEL_FILE",
     "POOLINGS",

@@ -6,14 +6,25 @@ import os
 from pathlib import Path
 
 import torch
-import yaml
 from torch import nn
 
 from imaging.errors import ImagingError
 from imaging.registry import create_encoder
+from imaging.ssl.train import SslConfig
 from imaging.training.checkpoint import read_weights
+from imaging.training.run_folder import checkpoint_file, config_file, load_run_config
 
 ENCODER_PREFIX = "encoder."
+SSL_COMMAND = "contig ssl"
+
+
+def read_ssl_config(run_dir: str | os.PathLike) -> SslConfig:
+    """The resolved ``SslConfig`` of a ``contig ssl`` run (``config.yaml``, naming an ``encoder``).
+
+    Raises:
+        ConfigError: the folder holds no ``config.yaml``, or that of another command.
+    """
+    return load_run_config(run_dir, SslConfig, SSL_COMMAND, required=("encoder",))
 
 
 def load_pretrained_encoder(run_dir: str | os.PathLike, checkpoint: str = "best") -> nn.Module:
@@ -24,22 +35,20 @@ def load_pretrained_encoder(run_dir: str | os.PathLike, checkpoint: str = "best"
         checkpoint: ``"best"`` or ``"last"`` (``<checkpoint>.safetensors``, keys prefixed ``encoder.``).
     """
     run = Path(run_dir)
-    config_path, weights_path = run / "config.yaml", run / f"{checkpoint}.safetensors"
+    config_path, weights_path = config_file(run), checkpoint_file(run, checkpoint)
     if not config_path.is_file() or not weights_path.is_file():
         raise ImagingError(
-            f"{run}: not a finished ssl run (needs config.yaml and {weights_path.name}); "
+            f"{run}: not a finished ssl run (needs {config_path.name} and {weights_path.name}); "
             "pass the --out folder of `contig ssl`"
         )
-    config = yaml.safe_load(config_path.read_text()) or {}
-    if not config.get("encoder"):
-        raise ImagingError(f"{config_path} names no encoder; was it written by `contig ssl`?")
-    encoder = create_encoder(config["encoder"], **(config.get("encoder_kwargs") or {}))
+    config = read_ssl_config(run)
+    encoder = create_encoder(config.encoder, **config.encoder_kwargs)
     weights = read_weights(weights_path)
     state = {k.removeprefix(ENCODER_PREFIX): v for k, v in weights.items() if k.startswith(ENCODER_PREFIX)}
     missing, unexpected = encoder.load_state_dict(state, strict=False)
     if missing or unexpected or not state:
         raise ImagingError(
-            f"{weights_path} does not fit encoder {config['encoder']!r} of {config_path} "
+            f"{weights_path} does not fit encoder {config.encoder!r} of {config_path} "
             f"({len(missing)} missing, {len(unexpected)} unexpected keys); the run folder may be mixed up"
         )
     return encoder
@@ -76,4 +85,4 @@ def untrained_tensors(
     return names
 
 
-__all__ = ["ENCODER_PREFIX", "load_pretrained_encoder", "untrained_tensors"]
+__all__ = ["ENCODER_PREFIX", "SSL_COMMAND", "load_pretrained_encoder", "read_ssl_config", "untrained_tensors"]

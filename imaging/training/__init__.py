@@ -1,9 +1,9 @@
 """imaging.training: the one training loop every training command shares, and its infrastructure.
 
 Configuration dataclasses (``config``), AdamW + warm-up/cosine schedule (``schedule``), safetensors
-checkpoints with an exact resume (``checkpoint``), torchrun/DDP helpers (``distributed``) and the
-``Trainer`` itself. Names are re-exported lazily, so ``import imaging.training.config`` (the CLI) does not
-load torch.
+checkpoints with an exact resume (``checkpoint``), torchrun/DDP helpers (``distributed``), the run
+folder's files and their readers (``run_folder``) and the ``Trainer`` itself. Names are re-exported
+lazily, so ``import imaging.training.config`` (the CLI) does not load torch.
 
 >>> from imaging.training import Trainer, TrainingConfig, all_gather_with_grad  # doctest: +SKIP
 """
@@ -54,6 +54,17 @@ _EXPORTS = {
     "resolve_device": "imaging.training.distributed",
     "unwrap_model": "imaging.training.distributed",
     "world_size": "imaging.training.distributed",
+    # run folder
+    "CONFIG_FILE": "imaging.training.run_folder",
+    "MODEL_FILE": "imaging.training.run_folder",
+    "checkpoint_file": "imaging.training.run_folder",
+    "config_file": "imaging.training.run_folder",
+    "find_checkpoint": "imaging.training.run_folder",
+    "load_run_config": "imaging.training.run_folder",
+    "read_model_spec": "imaging.training.run_folder",
+    "read_run_config": "imaging.training.run_folder",
+    "write_model_spec": "imaging.training.run_folder",
+    "write_run_config": "imaging.training.run_folder",
     # trainer
     "Trainer": "imaging.training.trainer",
     "TrainingError": "imaging.training.trainer",

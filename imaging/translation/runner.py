@@ -24,25 +24,21 @@ from typing import Any
 import pandas as pd
 import torch
 import torch.nn.functional as F
-import yaml
 from torch import nn
 
 from imaging.errors import ImagingError
 from imaging.io import atomic_target, read_volume, write_nifti
 from imaging.puzzle.data import modality_columns, read_manifest, standardize_channels
+from imaging.training.run_folder import MODEL_FILE, find_checkpoint, read_model_spec, write_model_spec
 from imaging.translation.models import create_translation_model
 
-MODEL_FILE = "model.yaml"
+TRANSLATE_COMMAND = "contig translate"
+_SPEC_KEYS = ("mode", "source", "target", "model")
 
 
 def save_model_config(run_dir: str | os.PathLike, spec: Mapping[str, Any]) -> Path:
     """Write ``model.yaml`` (mode, source, target, size, model keyword arguments) atomically."""
-    run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    path = run_dir / MODEL_FILE
-    with atomic_target(path) as tmp, open(tmp, "w") as handle:  # a failure leaves no temporary file
-        yaml.safe_dump(dict(spec), handle, sort_keys=False)
-    return path
+    return write_model_spec(run_dir, spec)
 
 
 def load_translation_model(
@@ -51,18 +47,9 @@ def load_translation_model(
     """Rebuild the model of a run from ``model.yaml`` and load ``<checkpoint>.safetensors`` (else ``last``)."""
     from imaging.training.checkpoint import load_weights
 
-    run_dir = Path(run_dir)
-    spec_path = run_dir / MODEL_FILE
-    if not spec_path.is_file():
-        raise ImagingError(f"{run_dir}: no {MODEL_FILE}; pass the run directory of `contig translate --out`")
-    spec = yaml.safe_load(spec_path.read_text())
+    spec = read_model_spec(run_dir, TRANSLATE_COMMAND, required=_SPEC_KEYS)
     model = create_translation_model(spec["mode"], **spec["model"])
-    weights = run_dir / f"{checkpoint}.safetensors"
-    if not weights.is_file():
-        weights = run_dir / "last.safetensors"
-    if not weights.is_file():
-        raise ImagingError(f"{run_dir}: no {checkpoint}.safetensors or last.safetensors; train the run first")
-    load_weights(model, weights)
+    load_weights(model, find_checkpoint(run_dir, checkpoint, TRANSLATE_COMMAND))
     return model.to(map_location).eval(), spec
 
 
@@ -150,6 +137,7 @@ def make_eval_fn(data: torch.utils.data.Dataset, batch_size: int = 4):
 
 __all__ = [
     "MODEL_FILE",
+    "TRANSLATE_COMMAND",
     "load_translation_model",
     "make_eval_fn",
     "save_model_config",

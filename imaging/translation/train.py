@@ -59,6 +59,7 @@ def train_translation(config: TranslateConfig, resume: bool = False) -> dict[str
 
     from imaging.puzzle.data import read_manifest
     from imaging.training import Trainer
+    from imaging.training.checkpoint import LAST_STATE
     from imaging.translation import create_translation_model
     from imaging.translation.data import PairedVolumes, UnpairedVolumes
     from imaging.translation.runner import make_eval_fn, save_model_config
@@ -79,7 +80,7 @@ def train_translation(config: TranslateConfig, resume: bool = False) -> dict[str
     torch.manual_seed(config.seed)  # the model's initialisation
     model_kwargs = {"dim": 3, **{key: getattr(config, key) for key in _MODEL_KEYS}}
     model = create_translation_model(config.pairing, **model_kwargs)
-    if resume or not (Path(config.out) / "last.state.safetensors").is_file():
+    if resume or not (Path(config.out) / LAST_STATE).is_file():
         spec = {
             "mode": config.pairing,
             "source": config.source,
