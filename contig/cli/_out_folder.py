@@ -28,10 +28,11 @@ from pathlib import Path
 import click
 
 from genetics.atomic import atomic_write_text
+from imaging.training.run_folder import CONFIG_FILE
 
 MARKER = "contig-run.json"
 # Files that show a folder was written by contig before the marker existed (training runs, the demo).
-_OWN_SIGNS = (MARKER, "config.yaml", "demo.json")
+_OWN_SIGNS = (MARKER, CONFIG_FILE, "demo.json")
 
 OVERWRITE_OPTION = click.option(
     "--overwrite",

@@ -33,11 +33,12 @@ def command(data, **kwargs) -> None:
     """
     from contig.pretrain import PretrainConfig, pretrain
     from imaging.training.distributed import cleanup, init_distributed, is_main_process
+    from imaging.training.run_folder import config_file
 
     if data is not None:
         kwargs["overrides"] = (f"data={data}", *(kwargs.get("overrides") or ()))
     config = resolve_training_config(PretrainConfig, kwargs)
-    if kwargs["resume"] and not (Path(config.out) / "config.yaml").is_file() and not data:
+    if kwargs["resume"] and not config_file(config.out).is_file() and not data:
         raise click.UsageError(
             f"{config.out}: no run to resume (no config.yaml there); check --out, or start a run with --data"
         )

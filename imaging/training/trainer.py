@@ -32,7 +32,8 @@ from tqdm.auto import tqdm
 from imaging.errors import ImagingError
 from imaging.training import checkpoint as ckpt
 from imaging.training import distributed as D
-from imaging.training.config import TrainingConfig, save_resolved
+from imaging.training.config import TrainingConfig
+from imaging.training.run_folder import LOG_FILE, METRICS_FILE, write_run_config
 from imaging.training.schedule import build_optimizer, build_scheduler
 
 LossFn = Callable[[nn.Module, Any], Mapping[str, torch.Tensor]]
@@ -338,15 +339,15 @@ class Trainer:
         handler = None
         if self.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
-            save_resolved(self.config, self.run_dir / "config.yaml")
-            handler = logging.FileHandler(self.run_dir / "train.log", encoding="utf-8")
+            write_run_config(self.run_dir, self.config)
+            handler = logging.FileHandler(self.run_dir / LOG_FILE, encoding="utf-8")
             handler.setFormatter(
                 logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%d %H:%M:%S")
             )
             log.addHandler(handler)
             if log.level == logging.NOTSET or log.level > logging.INFO:
                 log.setLevel(logging.INFO)
-            self._csv = _MetricsCsv(self.run_dir / "metrics.csv", keep_until=self.step if resumed else None)
+            self._csv = _MetricsCsv(self.run_dir / METRICS_FILE, keep_until=self.step if resumed else None)
             self._tb = _tensorboard(self.run_dir / "tensorboard") if self.config.tensorboard else None
             self._bar = tqdm(
                 total=self.total_steps,
