@@ -59,6 +59,7 @@ class PreparationConfig:
     pca_components: int | None = None
     residualize_covariates: bool = False
     quantile_normalize: bool = False
+    standardize: bool = False  # divide each phenotype by its SD before the PCA (features on other scales)
 
 
 @dataclass
@@ -70,6 +71,7 @@ class GwasOutputs:
     loci: pd.DataFrame | None
     files: dict[str, Path] = field(default_factory=dict)
     qc_report: dict[str, int] = field(default_factory=dict)
+    pca_explained: list[float] = field(default_factory=list)  # variance ratio per phenotype PC, if any
 
 
 def _safe(name: str) -> str:
@@ -81,17 +83,17 @@ def prepare_phenotype_table(
     pheno: str | os.PathLike | pd.DataFrame,
     covar: str | os.PathLike | pd.DataFrame | None,
     options: GwasConfig,
-    pca_components: int | None = None,
-    residualize_covariates: bool = False,
-    quantile_normalize: bool = False,
-) -> str | os.PathLike | pd.DataFrame:
+    preparation: PreparationConfig,
+) -> tuple[str | os.PathLike | pd.DataFrame, list[float]]:
     """Apply the optional phenotype preparation steps (PCA → covariate residualization → inverse-normal).
 
     Returns ``pheno`` unchanged when no step is asked for, else a table (FID, IID, one column per prepared
-    phenotype) over the .fam samples, ready for :func:`run_gwas`.
+    phenotype) over the .fam samples, ready for :func:`run_gwas`; and the PCs' explained-variance
+    ratios (empty without PCA).
     """
-    if not (pca_components or residualize_covariates or quantile_normalize):
-        return pheno
+    steps = preparation
+    if not (steps.pca_components or steps.residualize_covariates or steps.quantile_normalize):
+        return pheno, []
     from gwas.prepare import inverse_normal_transform, pca, residualize  # scipy.linalg: ~0.3 s to import
 
     fam = fileset.fam
@@ -99,24 +101,25 @@ def prepare_phenotype_table(
     phen = load_phenotypes(
         "phenotype table" if table is not None else str(pheno), fam, options.pheno_names, table=table
     )
-    values, names = phen.values, phen.names
-    if pca_components:
-        result = pca(values, pca_components)
-        values, names = result.scores, [f"PC{i + 1}" for i in range(pca_components)]
-    if residualize_covariates:
+    values, names, explained = phen.values, phen.names, []
+    if steps.pca_components:
+        result = pca(values, steps.pca_components, scale=steps.standardize)
+        values, names = result.scores, [f"PC{i + 1}" for i in range(steps.pca_components)]
+        explained = [float(v) for v in result.explained_variance_ratio]
+    if steps.residualize_covariates:
         if covar is None:
             raise ValueError("--pheno-residualize needs --covar")
         cov_table = covar if isinstance(covar, pd.DataFrame) else None
         source = "covariate table" if cov_table is not None else str(covar)
         cov = load_covariates(source, fam, options.covar_names, table=cov_table)
         values = residualize(values, cov.values)
-    if quantile_normalize:
+    if steps.quantile_normalize:
         values = inverse_normal_transform(values)
     keep = ~np.isnan(values).all(axis=1)
     frame = pd.DataFrame(values[keep], columns=names)
     frame.insert(0, "IID", fam["IID"].to_numpy()[keep])
     frame.insert(0, "FID", fam["FID"].to_numpy()[keep])
-    return frame
+    return frame, explained
 
 
 def find_loci(run: GwasRun, fileset: PlinkFileset, settings: ClumpConfig) -> pd.DataFrame:
@@ -226,11 +229,9 @@ def run_gwas(
         if variants is not None or sample_mask is not None:
             raise ValueError("give qc, or variants and sample_mask from your own QC, not both")
         variants, sample_mask, qc_report = _apply_qc(fileset, qc)
+    explained: list[float] = []
     if preparation is not None:
-        pheno = prepare_phenotype_table(
-            fileset, pheno, covar, options, preparation.pca_components,
-            preparation.residualize_covariates, preparation.quantile_normalize,
-        )  # fmt: skip
+        pheno, explained = prepare_phenotype_table(fileset, pheno, covar, options, preparation)
     prepared = prepare(fileset, pheno, covar, options, variants, sample_mask)
     if before_writing is not None:
         before_writing()
@@ -284,7 +285,7 @@ def run_gwas(
     atomic_write_text(out / "run.json", json.dumps(record, indent=2, default=str))
     # Finished: the per-chunk files only served resumption (the LOG10_P map stays readable while open).
     shutil.rmtree(out / "chunks", ignore_errors=True)
-    return GwasOutputs(run, summary, loci, files, qc_report)
+    return GwasOutputs(run, summary, loci, files, qc_report, explained)
 
 
 def _apply_qc(fileset, qc: QCConfig) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:

@@ -1,5 +1,8 @@
 """The demo's feature GWAS: features → PCA → covariate residuals → rank-INT → GWAS → loci vs truth.
 
+The preparation and the GWAS are one ``gwas.run_gwas`` call (what ``contig gwas`` runs); this module only
+chooses the features and reads the loci against the planted truth.
+
 One protocol (:func:`feature_gwas`) serves every method and the oracle: :func:`oracle_gwas` runs it on
 the true rendered image traits of the same people, the ceiling a method's loci are read against.
 
@@ -26,8 +29,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from gwas.pipeline import ClumpConfig, run_gwas
-from gwas.prepare import inverse_normal_transform, pca, residualize
+from gwas.pipeline import ClumpConfig, PreparationConfig, run_gwas
 from gwas.runner import GwasConfig
 
 COVARIATES = ("age", "sex", *(f"PC{i}" for i in range(1, 11)))
@@ -138,34 +140,6 @@ def compare_loci(loci: pd.DataFrame, planted: list[dict], window_bp: int) -> dic
     }
 
 
-def phenotypes_from_features(
-    features: pd.DataFrame, covariates: pd.DataFrame, k: int | None
-) -> tuple[pd.DataFrame, np.ndarray]:
-    """IID + ``PC_1..k`` of the (standardised) features, residualised on the covariates, rank-INT.
-
-    ``k=None`` skips the PCA: the phenotypes are the non-constant ``feat_*`` columns themselves (named
-    without the prefix). Returns the phenotype table (people, 1 + phenotypes) and the PCs' (k,)
-    explained-variance ratios (empty without PCA).
-    """
-    table = features.merge(covariates, on="IID", how="inner", validate="one_to_one")
-    columns = table.filter(like="feat_")
-    values = columns.to_numpy(np.float64)
-    varying = values.std(axis=0) > 0
-    values = values[:, varying]
-    if k is None:
-        scores, explained = values, np.zeros(0)
-        names = [c.removeprefix("feat_") for c in columns.columns[varying]]
-    else:
-        result = pca(values, min(k, values.shape[1]), scale=True)
-        scores, explained = result.scores, result.explained_variance_ratio
-        names = [f"PC_{i + 1}" for i in range(scores.shape[1])]
-    design = table[list(COVARIATES)].assign(sex=(table["sex"] == "M").astype(float)).to_numpy(np.float64)
-    phenotypes = inverse_normal_transform(residualize(scores, design))
-    frame = pd.DataFrame(phenotypes, columns=names)
-    frame.insert(0, "IID", table["IID"].to_numpy())
-    return frame, explained
-
-
 def feature_gwas(
     features: pd.DataFrame,
     biobank: Path,
@@ -177,12 +151,24 @@ def feature_gwas(
 ) -> FeatureGwasResult:
     """GWAS of the first ``k`` PCs (``None``: each column) of per-person ``features`` (IID + feat_*).
 
+    The phenotypes are prepared by ``run_gwas`` itself, as ``contig gwas --pheno-pca K
+    --pheno-residualize --pheno-quantile-normalize`` would: PCA of the standardised non-constant features
+    (``k=None``: the features themselves, named without the prefix), residuals on the covariates, rank-INT.
     Only genotyped people enter; the loci are matched one-to-one to the planted variants
     (:func:`compare_loci`, window from ``truth``). ``loci`` also holds ``n_people`` and ``n_phenotypes``.
     """
     covariates = pd.read_parquet(biobank / "covariates.parquet").astype({"IID": str})
     covariates = covariates.dropna(subset=list(COVARIATES))  # people without genotypes have no PCs
-    phenotypes, explained = phenotypes_from_features(features, covariates, k)
+    columns = features.filter(like="feat_")
+    varying = [c for c in columns.columns if columns[c].to_numpy(np.float64).std() > 0]
+    phenotypes = features[["IID", *varying]].rename(columns=lambda c: c.removeprefix("feat_"))
+    phenotypes = phenotypes[phenotypes["IID"].astype(str).isin(set(covariates["IID"]))]
+    steps = PreparationConfig(
+        pca_components=None if k is None else min(k, len(varying)),
+        residualize_covariates=True,
+        quantile_normalize=True,
+        standardize=True,
+    )
     outputs = run_gwas(
         biobank / "genotypes",
         phenotypes,
@@ -191,12 +177,13 @@ def feature_gwas(
         options=GwasConfig(progress=progress),
         clump=ClumpConfig(p1=p_threshold, p2=max(1e-4, p_threshold), r2=0.1, kb=250),
         max_plots=2,
+        preparation=steps,
     )
     loci = outputs.loci if outputs.loci is not None else pd.DataFrame(columns=["CHROM", "LEAD_POS"])
     comparison = compare_loci(loci, planted_variants(truth), truth_window(truth))
-    comparison["n_people"] = int(len(phenotypes))
-    comparison["n_phenotypes"] = int(phenotypes.shape[1] - 1)
-    return FeatureGwasResult(comparison, outputs.summary, out, [float(v) for v in explained])
+    comparison["n_people"] = int(outputs.summary["n"].max())
+    comparison["n_phenotypes"] = int(len(outputs.summary))
+    return FeatureGwasResult(comparison, outputs.summary, out, outputs.pca_explained)
 
 
 def image_trait_names(truth: dict) -> list[str]:
