@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import os
+import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
@@ -192,6 +193,29 @@ class PngWriter:
 
     def __exit__(self, exc_type, exc, traceback) -> None:
         self.close(raise_errors=exc_type is None)  # an error of the caller's is not masked by ours
+
+
+def warm_up_plotting() -> threading.Thread:
+    """Import matplotlib's Agg canvas and PIL and lay out one text on a background thread; returns it.
+
+    The first plot of a process pays ~0.6 s of CPU for these imports and the font cache. Started before
+    the association chunks, whose threads spend their time in BLAS and zlib with the GIL released, the
+    cost is taken while the main thread only waits for them.
+    """
+
+    def work() -> None:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+        from PIL import Image  # noqa: F401
+
+        figure = Figure(figsize=(1, 1), dpi=50)
+        FigureCanvasAgg(figure)
+        figure.text(0.5, 0.5, LOG10_LABEL)
+        figure.canvas.draw()
+
+    thread = threading.Thread(target=work, name="plot-warm-up", daemon=True)
+    thread.start()
+    return thread
 
 
 def _write_png(rgb: np.ndarray, path: str | os.PathLike, dpi: int) -> None:
