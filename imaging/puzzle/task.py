@@ -150,6 +150,7 @@ class MultimodalPuzzle(ProxyTask):
 
     dims: ClassVar[tuple[int, ...]] = (2, 3)
     encoder_in_chans: ClassVar[int | None] = 1  # the encoder sees single-modality tiles, whatever M is
+    accuracy_key: ClassVar[str] = "tile_accuracy"  # held-out proxy accuracy: tiles placed right
 
     def __init__(
         self,
@@ -290,6 +291,10 @@ class MultimodalPuzzle(ProxyTask):
             "tile_accuracy": correct.float().mean(),
             "puzzle_accuracy": correct.all(dim=1).float().mean(),
         }
+
+    def chance_accuracy(self, batch: Mapping[str, torch.Tensor]) -> float:
+        """1 / K: the tile accuracy of a random permutation of the batch's K tiles."""
+        return 1.0 / batch["target"].shape[1]
 
     @torch.no_grad()
     def solve(self, tiles: torch.Tensor) -> torch.Tensor:

@@ -27,10 +27,12 @@ class ProxyTask(nn.Module):
 
     Subclasses set ``dims`` (the spatial dimensionalities they support) and implement ``make_batch`` and
     ``forward``. ``forward`` returns a dict with a scalar ``"loss"`` and any metrics to log (floats as
-    0-d tensors, e.g. ``"accuracy"``).
+    0-d tensors, e.g. ``"accuracy"``); ``accuracy_key`` names the one held-out evaluation reads as the
+    task's accuracy (scored against ``chance_accuracy``).
     """
 
     dims: ClassVar[tuple[int, ...]] = (2, 3)
+    accuracy_key: ClassVar[str] = "accuracy"
 
     def __init__(self, encoder: nn.Module, dim: int):
         super().__init__()
@@ -46,7 +48,7 @@ class ProxyTask(nn.Module):
         raise NotImplementedError
 
     def chance_accuracy(self, batch: Mapping[str, torch.Tensor]) -> float | None:
-        """The ``"accuracy"`` a guess would reach on ``batch`` (e.g. 1 / classes); None: no accuracy."""
+        """The accuracy (``accuracy_key``) a guess would reach on ``batch`` (e.g. 1 / classes); None: none."""
         return None
 
     def encoder_state_dict(self) -> dict[str, torch.Tensor]:

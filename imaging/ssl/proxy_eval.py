@@ -103,13 +103,14 @@ class ProxyEvaluation:
         modes = {module: module.training for module in model.modules()}
         model.eval()
         device = next(model.parameters()).device
+        key = getattr(model, "accuracy_key", "accuracy")
         losses, accuracies = [], []
         try:
             for batch in self.batches:
                 out = model(move_to_device(batch, device, False))
                 losses.append(float(out["loss"]))
-                if "accuracy" in out:
-                    accuracies.append(float(out["accuracy"]))
+                if key in out:
+                    accuracies.append(float(out[key]))
         finally:
             for module, mode in modes.items():
                 module.training = mode

@@ -94,3 +94,19 @@ def test_a_run_with_nothing_held_out_says_its_accuracy_was_not_measured(tmp_path
         result = train_ssl(config, dataset=two_blob_volumes(2, side=8))
     assert result["proxy"]["n_held_out_images"] == 0 and result["proxy"]["proxy_chance"] is None
     assert "val_proxy_acc" not in pd.read_csv(tmp_path / "run" / "metrics.csv")
+
+
+def test_the_puzzle_reports_its_tile_accuracy_against_one_over_k(tmp_path):
+    """The Sinkhorn puzzle logs ``tile_accuracy``; held-out evaluation reads it through ``accuracy_key``."""
+    config = SslConfig(
+        out=str(tmp_path / "puzzle"), task="puzzle", dim=3, encoder_kwargs={"base_width": 4, "depth": 2},
+        task_options={"grid": 2}, max_steps=4, epochs=None, batch_size=4, eval_every=4, val_fraction=0.5,
+        device="cpu", progress=False, seed=0,
+    )  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # four steps need not beat chance
+        result = train_ssl(config, dataset=two_blob_volumes(16))
+    assert result["proxy"]["proxy_chance"] == pytest.approx(1 / 8)  # a 2×2×2 grid: 8 tiles
+    assert 0.0 <= result["proxy"]["final"]["val_proxy_acc"] <= 1.0
+    metrics = pd.read_csv(tmp_path / "puzzle" / "metrics.csv").dropna(subset=["val_proxy_acc"])
+    assert metrics["proxy_chance"].tolist() == [pytest.approx(0.125)]
