@@ -151,6 +151,9 @@ class MultimodalPuzzle(ProxyTask):
     dims: ClassVar[tuple[int, ...]] = (2, 3)
     encoder_in_chans: ClassVar[int | None] = 1  # the encoder sees single-modality tiles, whatever M is
     accuracy_key: ClassVar[str] = "tile_accuracy"  # held-out proxy accuracy: tiles placed right
+    # What `contig ssl --task puzzle` builds unless task_options say otherwise: centred, alike synthetic
+    # brains make the constructor's plain puzzles solvable by a template without learning.
+    ssl_defaults: ClassVar[dict[str, float | bool]] = HARD_PUZZLES
 
     def __init__(
         self,

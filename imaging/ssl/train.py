@@ -36,7 +36,8 @@ DEFAULT_ENCODERS = {2: "unet2d", 3: "unet3d"}
 class SslConfig(TrainingConfig):
     """``contig ssl`` configuration: the shared training fields plus task, data and encoder.
 
-    ``task_options`` go to the task's constructor (e.g. ``{num_permutations: 1000}`` for jigsaw);
+    ``task_options`` go to the task's constructor (e.g. ``{num_permutations: 1000}`` for jigsaw), over
+    the task's ``ssl_defaults`` (the puzzle's: ``HARD_PUZZLES``, puzzles a fixed template cannot solve);
     ``encoder_kwargs`` to ``imaging.create_encoder`` (e.g. ``{base_width: 16, depth: 4}``).
     """
 
@@ -111,7 +112,7 @@ def resolve_model(config: SslConfig, in_chans: int) -> tuple[SslConfig, torch.nn
     if constructor is None:  # let the registry name the alternatives
         create_task(config.task, encoder=encoder, dim=config.dim)
     accepted = inspect.signature(constructor).parameters
-    options = dict(config.task_options)
+    options = {**getattr(constructor, "ssl_defaults", {}), **config.task_options}
     if "modalities" in accepted and "modalities" not in options and config.modalities:
         options["modalities"] = list(config.modalities)
     feature_channels = getattr(encoder, "feature_channels", None)

@@ -110,3 +110,8 @@ def test_the_puzzle_reports_its_tile_accuracy_against_one_over_k(tmp_path):
     assert 0.0 <= result["proxy"]["final"]["val_proxy_acc"] <= 1.0
     metrics = pd.read_csv(tmp_path / "puzzle" / "metrics.csv").dropna(subset=["val_proxy_acc"])
     assert metrics["proxy_chance"].tolist() == [pytest.approx(0.125)]
+    # contig ssl builds the puzzles a template cannot solve unless the task options say otherwise
+    from imaging.puzzle.task import HARD_PUZZLES
+
+    saved = result["config"].task_options
+    assert {k: saved[k] for k in HARD_PUZZLES} == HARD_PUZZLES and saved["grid"] == 2
