@@ -66,7 +66,7 @@ class GwasConfig:
     scheduler: str | None = None  # Dask distributed scheduler address; None runs in this process
 
 
-def resolve_device(device: str) -> str | None:
+def product_device(device: str) -> str | None:
     """Map the ``--device`` choice to the device of the block products (None = numpy on the CPU)."""
     if device == "cpu":
         return None
@@ -478,7 +478,7 @@ def run_chunks(prepared: PreparedGwas, out: str | os.PathLike, options: GwasConf
     start = time.perf_counter()
     out = Path(out)
     chunk_dir = out / "chunks"
-    device = resolve_device(options.device)
+    device = product_device(options.device)
     fingerprint = _fingerprint(prepared.fileset, prepared, options, device)
     manifest = chunk_dir / "manifest.json"
     if chunk_dir.exists():

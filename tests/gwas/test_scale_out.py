@@ -107,7 +107,7 @@ def test_runner_device_path_end_to_end(data, tmp_path, monkeypatch):
     import gwas.runner
 
     reference = _run(data, tmp_path / "numpy", threads=2)
-    monkeypatch.setattr(gwas.runner, "resolve_device", lambda device: "cpu")
+    monkeypatch.setattr(gwas.runner, "product_device", lambda device: "cpu")
     on_device = _run(data, tmp_path / "torch", threads=2)
     ours, theirs = (pd.read_parquet(r.run.sumstats) for r in (on_device, reference))
     pd.testing.assert_frame_equal(ours.drop(columns=["BETA", "SE", "T_STAT", "P", "LOG10_P"]),
