@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage
 
-from imaging.io import write_png
+from imaging.io import atomic_target, write_png
 
 SEVERITY_NAMES: tuple[str, ...] = ("healthy", "enamel", "dentin")  # mask values and `severity` labels
 LABEL_COLUMNS: tuple[str, ...] = ("image", "label", "severity", "n_lesions", "mask")
@@ -250,9 +250,8 @@ def simulate_bitewings(
     if difficulty == "easy":
         table = table.drop(columns="n_mimics")
     path = out / "labels.csv"
-    tmp = out / ".labels.csv.tmp"
-    table.to_csv(tmp, index=False)
-    os.replace(tmp, path)
+    with atomic_target(path) as tmp:
+        table.to_csv(tmp, index=False)
     return path
 
 

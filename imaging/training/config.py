@@ -19,7 +19,6 @@ import dataclasses
 import os
 import types
 import typing
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -150,17 +149,13 @@ def config_to_dict(config: Any) -> dict[str, Any]:
 
 
 def save_resolved(config: Any, path: str | os.PathLike) -> Path:
-    """Write ``config`` as YAML to ``path`` atomically (temporary sibling + ``os.replace``)."""
+    """Write ``config`` as YAML to ``path`` atomically (``imaging.io.atomic_target``)."""
+    from imaging.io import atomic_target  # nibabel and pillow: not for every importer of the config
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     text = yaml.safe_dump(config_to_dict(config), sort_keys=False, default_flow_style=None)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
+    with atomic_target(path) as tmp:
         tmp.write_text(text)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
     return path
 
 

@@ -18,7 +18,6 @@ import contextlib
 import csv
 import logging
 import math
-import os
 import time
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
@@ -30,6 +29,7 @@ from torch.utils.data import DataLoader, Dataset, IterableDataset
 from tqdm.auto import tqdm
 
 from imaging.errors import ImagingError
+from imaging.io import atomic_target
 from imaging.training import checkpoint as ckpt
 from imaging.training import distributed as D
 from imaging.training.config import TrainingConfig
@@ -467,13 +467,11 @@ class _MetricsCsv:
         self._handle.flush()
 
     def _rewrite(self, rows: list[dict[str, Any]]) -> None:
-        tmp = self.path.with_name(f".{self.path.name}.tmp")
-        with open(tmp, "w", newline="") as handle:
+        with atomic_target(self.path) as tmp, open(tmp, "w", newline="") as handle:
             writer = csv.DictWriter(handle, fieldnames=self.columns)
             if self.columns:
                 writer.writeheader()
             writer.writerows(rows)
-        os.replace(tmp, self.path)
         self._handle = open(self.path, "a", newline="")  # kept open for the run
         self._writer = csv.DictWriter(self._handle, fieldnames=self.columns, restval="")
 
