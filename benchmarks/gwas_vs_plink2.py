@@ -57,8 +57,12 @@ def _run(args: list[str], cwd: Path, threads: int) -> tuple[float, float]:
 
 
 def _make_data(folder: Path, dataset: str, n: int, m: int, missing: float, n_pheno: int, seed: int = 0):
-    """(.bed prefix, phenotype file, covariate file) of one data set, made once per folder."""
-    prefix = folder / f"{dataset}_{missing}"
+    """(.bed prefix, phenotype file, covariate file) of one data set, made once per folder and size.
+
+    Every file name carries N and M, so a ``--workdir`` kept from a ``--small`` run is never timed as N = 10k.
+    """
+    size = f"{n}x{m}"
+    prefix = folder / f"{dataset}_{size}_{missing}"
     if not Path(f"{prefix}.bed").exists():
         flavour = "acgt" if dataset == "acgt" else "scalar-pheno"
         args = [
@@ -75,12 +79,12 @@ def _make_data(folder: Path, dataset: str, n: int, m: int, missing: float, n_phe
         subprocess.run(args, check=True, capture_output=True)
     fam = pd.read_csv(f"{prefix}.fam", sep=r"\s+", header=None, dtype=str)
     ids = {"#FID": fam[0], "IID": fam[1]}
-    pheno = folder / f"{dataset}_pheno_{n_pheno}.txt"
+    pheno = folder / f"{dataset}_{size}_pheno_{n_pheno}.txt"
     if not pheno.exists():
         rng = np.random.default_rng(seed)
         table = pd.DataFrame({**ids, **{f"f{j}": rng.normal(size=n) for j in range(n_pheno)}})
         table.to_csv(pheno, sep="\t", index=False, float_format="%.10g")
-    covar = folder / f"{dataset}_covar.txt"
+    covar = folder / f"{dataset}_{size}_covar.txt"
     if not covar.exists():
         rng = np.random.default_rng(seed + 1)  # the same covariates whatever P is
         if dataset == "acgt":
