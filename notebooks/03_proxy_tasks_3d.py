@@ -29,7 +29,9 @@
 # label fractions 10%, 30%, 100%, seeds 0 and 1. Figures published here earlier (every task above
 # scratch) were measured with 80 fixed fine-tuning steps, a frozen scratch encoder and Dice pooled over
 # volumes: unconverged and not comparable; they were withdrawn and the full mode has not been rerun
-# under the protocol yet (its run time is longer, as runs now train until they converge).
+# under the protocol yet (its run time is longer, as runs now train until they converge). The converged
+# comparison (every task, 600 pretraining steps, three seeds, three label fractions) is
+# `benchmarks/ssl_transfer.py`; its measured table and diagnosis are in `docs/ssl.md` ("Measured transfer").
 # Smoke mode (`CONTIG_NOTEBOOK_SMOKE=1`): 56 people at 16³, base width 4 depth 2, 2 steps each; under a
 # minute.
 #
