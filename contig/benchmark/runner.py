@@ -93,7 +93,9 @@ def run_benchmark(config: BenchmarkConfig) -> pd.DataFrame:
                 pool, checked = keep & ~val, keep & val  # (N,) masks over the label rows
                 validation = {}
                 if val.any() and not checked.any():
-                    log.warning("%s: no validation row has a target; fine-tuning trains every step", task.name)
+                    log.warning(
+                        "%s: no validation row has a target; fine-tuning trains every step", task.name
+                    )
                 if checked.any():
                     validation = {
                         "val_images": images[np.flatnonzero(checked)],
