@@ -22,8 +22,9 @@ differences and the diagnosis are in docs/ssl.md, "Measured transfer"): every ta
 accuracy is above chance (cpc 0.62 vs 0.001, rotation 0.59 vs 0.10, rpl 0.91 vs 0.04, jigsaw 1.00 vs
 0.01, exemplar 0.95 vs 0.50, simclr 1.00 vs 0.07, puzzle 0.27 vs 0.04). At 5% labels (5 people) no task
 beats scratch (0.672 [0.650, 0.697]; best pretrained exemplar 0.670, simclr 0.669, cpc 0.664); at 25%
-and 100% simclr is highest (0.820 and 0.836 vs scratch 0.765 and 0.785) because it learned the lesion
-class in 4 of 6 runs against scratch's 2, which three seeds cannot separate from chance. Run time: a
+and 100% a run either learns the lesion class or not, which decides its mean: simclr led on three seeds
+(0.820 vs 0.765 at 25%), and over five seeds at 25% scratch leads (0.815 vs 0.782; simclr − scratch
+−0.033, SE 0.061). Run time: a
 fine-tuning run 3–10 min on one thread (longer at larger fractions); the 5% grid of 8 inits × 3 seeds
 took ~100 min per process in two processes, the 25%/100% rows for 3 inits 70 min.
 
