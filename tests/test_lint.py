@@ -16,5 +16,6 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_ruff_is_clean(args: list[str]) -> None:
     if importlib.util.find_spec("ruff") is None:
         pytest.skip("ruff is not installed (it is in the test extra)")
-    done = subprocess.run([sys.executable, "-m", "ruff", *args], cwd=ROOT, capture_output=True, text=True)
+    command = [sys.executable, "-m", "ruff", *args, "--no-cache"]  # a stale cache hid an unformatted file
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-1000:]

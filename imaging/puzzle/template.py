@@ -83,8 +83,8 @@ class TemplateMatcher:
             t = t / t.norm(dim=-1, keepdim=True).clamp(min=1e-8)
             per_modality = torch.einsum("biv,mjv->bmij", a, t)
         else:
-            per_modality = (
-                -(torch.cdist(flat[:, None].expand(b, len(templates), k, -1), templates[None]) ** 2)
+            per_modality = -(
+                torch.cdist(flat[:, None].expand(b, len(templates), k, -1), templates[None]) ** 2
             )
         return per_modality.max(dim=1).values
 
