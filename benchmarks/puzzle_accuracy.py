@@ -69,6 +69,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch.utils.data import Dataset
 
@@ -205,6 +206,23 @@ class _NoEncoder(torch.nn.Module):
         return x.flatten(1).mean(1, keepdim=True)
 
 
+def template_scores(
+    task: MultimodalPuzzle, train: torch.Tensor, test: torch.Tensor, draws: int
+) -> dict[str, dict[str, float]]:
+    """metric → template matcher accuracies (fitted on train (N, M, *S)) on test's puzzles, mean over draws.
+
+    Each value holds ``tile_accuracy`` and ``puzzle_accuracy`` (means over draws 0 … draws − 1) and the
+    counts ``tiles`` and ``puzzles`` of one draw.
+    """
+    scores = {}
+    for metric in ("correlation", "mse"):
+        matcher = TemplateMatcher(metric).fit(task, train, seed=1)
+        runs = [matcher.evaluate(task, test, seed=s) for s in range(draws)]
+        scores[metric] = {k: sum(r[k] for r in runs) / draws for k in ("tile_accuracy", "puzzle_accuracy")}
+        scores[metric] |= {"tiles": runs[0]["tiles"], "puzzles": runs[0]["puzzles"]}
+    return scores
+
+
 def template_control(
     options: dict, train: SyntheticMultimodal, test: SyntheticMultimodal, n_test: int
 ) -> dict[tuple[str, int, bool], tuple[float, float]]:
@@ -221,9 +239,8 @@ def template_control(
             )
             for confusion, label in ((True, "mixed modal."), (False, "one modality")):
                 task.modality_confusion = confusion
-                for metric in ("correlation", "mse"):
-                    matcher = TemplateMatcher(metric).fit(task, train.images, seed=1)
-                    r = matcher.evaluate(task, test.images, seed=0)  # the puzzles held_out_accuracy draws
+                # draw 0: the puzzles held_out_accuracy draws
+                for metric, r in template_scores(task, train.images, test.images, draws=1).items():
                     print(
                         f"{kind:>8} {grid:>5} {label:>14} {metric:>12} {r['tile_accuracy']:>9.3f} {r['tiles']:>6d} "
                         f"{r['puzzle_accuracy']:>11.3f} {r['puzzles']:>8d}"
@@ -335,9 +352,8 @@ def translation_quality(fake: torch.Tensor, real: torch.Tensor, brain: torch.Ten
 
 def linear_fit(source: torch.Tensor, target: torch.Tensor) -> tuple[float, float]:
     """Least-squares (slope, intercept) of target ≈ slope · source over all voxels of (N, D, H, W) volumes."""
-    x, y = source.flatten().double(), target.flatten().double()
-    slope = float(((x - x.mean()) * (y - y.mean())).sum() / ((x - x.mean()) ** 2).sum())
-    return slope, float(y.mean() - slope * x.mean())
+    slope, intercept = np.polyfit(source.flatten().double().numpy(), target.flatten().double().numpy(), 1)
+    return float(slope), float(intercept)
 
 
 def tile_accuracy(
@@ -360,12 +376,7 @@ def template_tile_accuracy(
     for grid in grids:
         options_g = {**options, "grids": [grid], "head": "mean", "modalities": modalities}
         task = MultimodalPuzzle(_NoEncoder(), dim=3, **options_g)
-        scores = []
-        for metric in ("correlation", "mse"):
-            matcher = TemplateMatcher(metric).fit(task, train, seed=1)
-            draws_acc = [matcher.evaluate(task, test, seed=s)["tile_accuracy"] for s in range(draws)]
-            scores.append(sum(draws_acc) / draws)
-        best[grid] = max(scores)
+        best[grid] = max(r["tile_accuracy"] for r in template_scores(task, train, test, draws).values())
     return best
 
 

@@ -24,9 +24,9 @@ accuracy is above chance (cpc 0.62 vs 0.001, rotation 0.59 vs 0.10, rpl 0.91 vs 
 beats scratch (0.672 [0.650, 0.697]; best pretrained exemplar 0.670, simclr 0.669, cpc 0.664); at 25%
 and 100% a run either learns the lesion class or not, which decides its mean: simclr led on three seeds
 (0.820 vs 0.765 at 25%), and over five seeds at 25% scratch leads (0.815 vs 0.782; simclr − scratch
-−0.033, SE 0.061). Run time: a
-fine-tuning run 3–10 min on one thread (longer at larger fractions); the 5% grid of 8 inits × 3 seeds
-took ~100 min per process in two processes, the 25%/100% rows for 3 inits 70 min.
+−0.033, SE 0.061). Run time: a fine-tuning run 3–10 min on one thread (longer at larger fractions); the
+5% grid of 8 inits × 3 seeds took ~100 min per process in two processes, the 25%/100% rows for 3 inits
+70 min.
 
 Several processes can share one grid: ``--no-scratch`` leaves the scratch rows to one of them,
 ``--finetune-dir`` keeps each process's runs apart, ``--reuse-pretraining`` reuses finished encoders,
