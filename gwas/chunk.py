@@ -32,27 +32,44 @@ if TYPE_CHECKING:
 STRING_COLUMNS = [f.name for f in SUMSTATS_SCHEMA if pa.types.is_string(f.type)]
 WRITE_SCHEMA = pa.schema(
     [
-        pa.field(f.name, pa.dictionary(pa.int8() if f.name == "ERRCODE" else pa.int32(), pa.string()))
+        f.with_type(pa.dictionary(pa.int8() if f.name == "ERRCODE" else pa.int32(), pa.string()))
         if f.name in STRING_COLUMNS
         else f
         for f in SUMSTATS_SCHEMA
     ]
 )
 FLOAT_COLUMNS = ("A1_FREQ", "BETA", "SE", "T_STAT", "P", "LOG10_P")
+PHENOTYPE_FIELDS = ("beta", "se", "p", "log10_p")  # what the kernel gives per phenotype, T_STAT aside
 
 
 @dataclass
 class ChunkStats:
-    """Statistics of every phenotype at the m variants of one chunk; each array is (P, m)."""
+    """Statistics of every phenotype at the m variants of one chunk.
 
+    Per phenotype, (P, m): ``beta``, ``se``, ``p``, ``log10_p``; T_STAT is ``beta / se``, the division the
+    kernel makes (:attr:`t_stat`). Per phenotype group (phenotypes missing in the same samples), (G, m):
+    ``a1_freq``, ``obs_ct`` (int64) and ``errcode`` (int8 index into ERRCODES); ``group`` (P,) is the row of
+    each phenotype there. Nothing is stored twice, so the journal is a third smaller than one row per value.
+    """
+
+    group: np.ndarray  # (P,) int64
     a1_freq: np.ndarray
-    obs_ct: np.ndarray  # int64
+    obs_ct: np.ndarray
+    errcode: np.ndarray
     beta: np.ndarray
     se: np.ndarray
-    t_stat: np.ndarray
     p: np.ndarray
     log10_p: np.ndarray
-    errcode: np.ndarray  # int8 index into ERRCODES
+
+    @property
+    def t_stat(self) -> np.ndarray:
+        """(P, m) T_STAT, bit-equal to the kernel's (which divides the same two numbers)."""
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return self.beta / self.se
+
+    def per_phenotype(self, name: str) -> np.ndarray:
+        """(P, m) rows of a per-group field (``a1_freq``, ``obs_ct``, ``errcode``)."""
+        return getattr(self, name)[self.group]
 
     def save(self, path: Path) -> None:
         """Write the journal file atomically (a killed run leaves only a temporary name behind).
@@ -171,20 +188,24 @@ def compute_chunk(
     )
     few = n_pheno <= CACHE_BLOCKS_MAX_PHENOTYPES
     step = max(m, 1) if few and not on_device else block_size  # few phenotypes: statistics once per chunk
-    out = {name: np.empty((n_pheno, m)) for name in ("a1_freq", "beta", "se", "t_stat", "p", "log10_p")}
-    obs_ct = np.empty((n_pheno, m), dtype=np.int64)
-    errcode = np.empty((n_pheno, m), dtype=np.int8)
+    n_groups = len(prepared.groups)
+    out = {name: np.empty((n_pheno, m)) for name in PHENOTYPE_FIELDS}
+    a1_freq, obs_ct = np.empty((n_groups, m)), np.empty((n_groups, m), dtype=np.int64)
+    errcode = np.empty((n_groups, m), dtype=np.int8)
+    group = np.empty(n_pheno, dtype=np.int64)
+    for g, phenotype_group in enumerate(prepared.groups):
+        group[phenotype_group.phenotypes] = g
     for start in range(0, m, step):
         columns = slice(start, start + step)
         results = _block_results(prepared, variant_index[columns], mode, device, buffer, block_size)
-        for group, result in zip(prepared.groups, results, strict=True):
-            rows = group.phenotypes
-            out["a1_freq"][rows, columns] = result.a1_freq[None, :]
-            obs_ct[rows, columns] = result.obs_ct[None, :]
-            errcode[rows, columns] = pd.Categorical(result.errcode, categories=ERRCODES).codes[None, :]
-            for name in ("beta", "se", "t_stat", "p", "log10_p"):
+        for g, (phenotype_group, result) in enumerate(zip(prepared.groups, results, strict=True)):
+            rows = phenotype_group.phenotypes
+            a1_freq[g, columns] = result.a1_freq
+            obs_ct[g, columns] = result.obs_ct
+            errcode[g, columns] = pd.Categorical(result.errcode, categories=ERRCODES).codes
+            for name in PHENOTYPE_FIELDS:
                 out[name][rows, columns] = getattr(result, name).T
-    return ChunkStats(obs_ct=obs_ct, errcode=errcode, **out)
+    return ChunkStats(group=group, a1_freq=a1_freq, obs_ct=obs_ct, errcode=errcode, **out)
 
 
 def _dictionary(indices: np.ndarray, values: np.ndarray | list[str]) -> pa.DictionaryArray:
@@ -211,10 +232,10 @@ def chunk_table(prepared: PreparedGwas, variant_index: np.ndarray, stats: ChunkS
         "REF": per_variant("REF"),
         "ALT": per_variant("ALT"),
         "A1": per_variant("ALT"),
-        "A1_FREQ": pa.array(stats.a1_freq.ravel()),
-        "OBS_CT": pa.array(stats.obs_ct.ravel()),
+        "A1_FREQ": pa.array(stats.per_phenotype("a1_freq").ravel()),
+        "OBS_CT": pa.array(stats.per_phenotype("obs_ct").ravel()),
         **{name: pa.array(getattr(stats, name.lower()).ravel()) for name in FLOAT_COLUMNS[1:]},
-        "ERRCODE": _dictionary(stats.errcode.ravel(), list(ERRCODES)),
+        "ERRCODE": _dictionary(stats.per_phenotype("errcode").ravel(), list(ERRCODES)),
     }
     return pa.table(columns, schema=WRITE_SCHEMA)
 

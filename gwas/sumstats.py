@@ -14,23 +14,28 @@ import pyarrow as pa
 
 from genetics.atomic import atomic_path
 
+# Every row has every column (a statistic that cannot be computed is NaN, with its ERRCODE), so the fields are
+# required: the parquet writer then encodes no definition levels (16% of its time at P = 256).
 SUMSTATS_SCHEMA = pa.schema(
     [
-        ("phenotype", pa.string()),
-        ("CHROM", pa.string()),
-        ("POS", pa.int64()),
-        ("ID", pa.string()),
-        ("REF", pa.string()),
-        ("ALT", pa.string()),
-        ("A1", pa.string()),
-        ("A1_FREQ", pa.float64()),
-        ("OBS_CT", pa.int64()),
-        ("BETA", pa.float64()),
-        ("SE", pa.float64()),
-        ("T_STAT", pa.float64()),
-        ("P", pa.float64()),
-        ("LOG10_P", pa.float64()),
-        ("ERRCODE", pa.string()),
+        pa.field(name, kind, nullable=False)
+        for name, kind in [
+            ("phenotype", pa.string()),
+            ("CHROM", pa.string()),
+            ("POS", pa.int64()),
+            ("ID", pa.string()),
+            ("REF", pa.string()),
+            ("ALT", pa.string()),
+            ("A1", pa.string()),
+            ("A1_FREQ", pa.float64()),
+            ("OBS_CT", pa.int64()),
+            ("BETA", pa.float64()),
+            ("SE", pa.float64()),
+            ("T_STAT", pa.float64()),
+            ("P", pa.float64()),
+            ("LOG10_P", pa.float64()),
+            ("ERRCODE", pa.string()),
+        ]
     ]
 )
 SUMSTATS_COLUMNS = SUMSTATS_SCHEMA.names

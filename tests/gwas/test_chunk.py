@@ -40,3 +40,41 @@ def test_cache_blocks_give_the_statistics_of_whole_chunk_blocks(tmp_path, monkey
     np.testing.assert_array_equal(blocked.errcode, whole.errcode)
     for name in ("beta", "se", "log10_p"):
         np.testing.assert_allclose(getattr(blocked, name), getattr(whole, name), rtol=1e-12)
+
+
+def test_chunk_stats_keep_the_kernel_s_statistics_through_the_journal(tmp_path):
+    """Per-group fields are stored once per group and T_STAT is derived, yet every row read back from the
+    journal equals the kernel's value bit for bit, for phenotypes missing in different samples."""
+    rng = np.random.default_rng(5)
+    n, m = 200, 40
+    dosage = rng.binomial(2, 0.3, (n, m)).astype(np.float64)
+    dosage[rng.random((n, m)) < 0.05] = np.nan
+    dosage[:, 7] = 1.0  # a constant variant: NaN statistics with an ERRCODE
+    write_plink(tmp_path / "g", dosage)
+    fileset = PlinkFileset(tmp_path / "g")
+    b = rng.normal(size=n)
+    b[:30] = np.nan  # a second missingness group
+    pheno = fileset.fam[["FID", "IID"]].assign(a=rng.normal(size=n), b=b, c=rng.normal(size=n))
+    prepared = prepare(fileset, pheno, None, GwasConfig())
+    assert len(prepared.groups) == 2
+    index = np.arange(m)
+    stats = chunk.compute_chunk(prepared, index, "drop")
+    stats.save(tmp_path / "journal.npy")
+    loaded = chunk.ChunkStats.load(tmp_path / "journal.npy")
+    results = chunk._block_results(prepared, index, "drop", None, None, m)
+    for group, result in zip(prepared.groups, results, strict=True):
+        rows = group.phenotypes
+        for name in ("beta", "se", "t_stat", "p", "log10_p"):
+            np.testing.assert_array_equal(getattr(loaded, name)[rows], getattr(result, name).T, err_msg=name)
+        for name in ("a1_freq", "obs_ct"):
+            np.testing.assert_array_equal(
+                loaded.per_phenotype(name)[rows], np.tile(getattr(result, name), (len(rows), 1))
+            )
+        codes = np.asarray(chunk.ERRCODES)[loaded.per_phenotype("errcode")[rows]]
+        np.testing.assert_array_equal(codes, np.tile(result.errcode.astype(str), (len(rows), 1)))
+    assert np.isnan(loaded.t_stat[:, 7]).all()
+    table = chunk.chunk_table(prepared, index, loaded).to_pandas()  # phenotype-major rows
+    assert len(table) == 3 * m
+    np.testing.assert_array_equal(table["T_STAT"].to_numpy(), stats.t_stat.ravel())
+    np.testing.assert_array_equal(table["OBS_CT"].to_numpy(), stats.per_phenotype("obs_ct").ravel())
+    assert (table.loc[table["ID"] == table["ID"].iloc[7], "ERRCODE"] != ".").all()
