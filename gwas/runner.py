@@ -445,7 +445,7 @@ def _fingerprint(
         if k not in ("resume", "progress", "threads", "device", "scheduler")
     }
     digest.update(json.dumps(relevant, sort_keys=True, default=str).encode())
-    digest.update(b"journal: npy ChunkStats")  # a journal of another layout is never reused
+    digest.update(b"journal: npy ChunkStats v2 (fields per group, no T_STAT)")  # no other layout is reused
     # statistics round differently in the last bit with the decode block (BLAS) and the statistics call
     n_pheno = len(prepared.phenotype_names)
     blocks = decode_block_size(fileset.n_samples, options.chunk_size, None if device else n_pheno)
