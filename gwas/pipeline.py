@@ -32,7 +32,7 @@ from genetics.plink import PlinkFileset
 from genetics.qc import QCConfig, apply_qc
 from gwas.clump import clump_all, merge_loci, write_loci
 from gwas.phenotypes import load_covariates, load_phenotypes
-from gwas.plots import ManhattanPlotter, PngWriter, QQPlotter, warm_up_plotting
+from gwas.plots import ManhattanPlotter, PngWriter, QQPlotter
 from gwas.runner import GwasConfig, GwasRun, prepare, run_chunks
 from gwas.summary import effective_number_of_phenotypes, summarize, write_summary
 from gwas.sumstats import write_gwas_ssf, write_plink2_glm
@@ -236,7 +236,6 @@ def run_gwas(
     if before_writing is not None:
         before_writing()
     out.mkdir(parents=True, exist_ok=True)
-    warming = warm_up_plotting() if plots else None  # imports overlap the chunks, not follow them
     run = run_chunks(prepared, out, options)
 
     sample_counts = [0] * len(prepared.phenotype_names)
@@ -264,8 +263,6 @@ def run_gwas(
         loci = find_loci(run, fileset, clump)
         files["loci"] = out / "loci.tsv"
         write_loci(loci, files["loci"])
-    if warming is not None:
-        warming.join()
     if plots:
         files.update(plot_run(run, fileset, summary, out, max_plots))
 

@@ -2,35 +2,33 @@
 
 Both plots take LOG10_P (-log10 P, finite even where P underflows to 0), never P. Points with LOG10_P at
 or below ``thin_below`` are thinned to one per pixel of the axes (deterministically: the first row in each
-pixel cell); every point above it is drawn. A marker is wider than a pixel, so the thinned image is the
-full one up to sub-pixel shifts of overlapping markers.
+pixel cell); every point above it is drawn. A point is wider than a pixel, so the thinned image is the
+full one up to which of two overlapping points is on top.
 
-Speed: what costs is matplotlib's frame (ticks, labels, text layout: ~0.2 s a figure), not the points. A
-frame (axes, ticks, labels, fixed y range) is drawn once and kept as a background; each plot restores it
-and draws only its points, threshold line and texts on top (blitting), and its PNG is encoded on a
-background thread while the next plot is drawn. Y ranges are rounded up to a short ladder of values
-(10, 15, 20, 30, 50, 75, 100, ...) so that one frame serves all the plots of similar strength. Figures use
-the Agg canvas directly (no pyplot, no display, no global backend switch) and are written atomically.
+Speed: plots are drawn on a palette raster (:mod:`gwas.raster`), not with matplotlib, whose import and
+figure layout cost more than the plots of a whole run. A frame (axes, ticks, labels, fixed y range) is
+drawn once and copied for each plot, which adds only its points, threshold line and texts; each PNG (a
+palette image: fast to encode, small) is written on a background thread while the next plot is drawn.
+Y ranges are rounded up to a short ladder of values (10, 15, 20, 30, 50, 75, 100, ...) so that one frame
+serves all the plots of similar strength. Files are written atomically.
 """
 
 from __future__ import annotations
 
 import math
 import os
-import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
 import pandas as pd
 
-from genetics.atomic import atomic_path
 from gwas.clump import chrom_order_key
+from gwas.raster import INDEX, NAMED, Raster, nice_ticks, points_to_pixels, tick_label, write_png
 
 GENOME_WIDE_P = 5e-8
 CHI2_MEDIAN_1DF = 0.4549364231195724  # median of χ²(1) = scipy.special.chdtri(1, 0.5)
-COLORS = ("#1f4e79", "#6baed6")  # alternating chromosome colours
-LOG10_LABEL = "−log₁₀ P"  # plain text: matplotlib's mathtext parser costs ~0.3 s on first use
-PNG_COMPRESS_LEVEL = 3  # zlib level: 6 (the default) doubles the encoding time for a 2% smaller file
+COLORS = (NAMED["point0"], NAMED["point1"])  # alternating chromosome colours
+LOG10_LABEL = "−log₁₀ P"
 
 
 def lambda_gc(
@@ -165,7 +163,8 @@ def _shared_top(own: float, tops: list[float]) -> float:
 
 
 class PngWriter:
-    """Encodes and writes PNGs on one background thread (zlib releases the GIL), atomically.
+    """Encodes and writes PNGs on one background thread (zlib releases the GIL), atomically (see
+    :func:`gwas.raster.write_png`).
 
     Use as a context manager; leaving it waits for every file and re-raises the first error.
     """
@@ -174,9 +173,10 @@ class PngWriter:
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="png-writer")
         self._pending: list[Future] = []
 
-    def submit(self, rgb: np.ndarray, path: str | os.PathLike, dpi: int) -> None:
-        """Queue (H, W, 3) uint8 pixels for ``path`` (the array must not change afterwards)."""
-        self._pending.append(self._pool.submit(_write_png, rgb, path, dpi))
+    def submit(self, pixels: np.ndarray, path: str | os.PathLike, dpi: int) -> None:
+        """Queue (H, W) palette indices or (H, W, 3) RGB uint8 for ``path`` (the array must not change
+        afterwards)."""
+        self._pending.append(self._pool.submit(write_png, pixels, path, dpi))
 
     def close(self, raise_errors: bool = True) -> None:
         """Wait for every queued file; re-raise the first error unless ``raise_errors`` is False."""
@@ -195,81 +195,71 @@ class PngWriter:
         self.close(raise_errors=exc_type is None)  # an error of the caller's is not masked by ours
 
 
-def warm_up_plotting() -> threading.Thread:
-    """Import matplotlib's Agg canvas and PIL and lay out one text on a background thread; returns it.
-
-    The first plot of a process pays ~0.6 s of CPU for these imports and the font cache. Started before
-    the association chunks, whose threads spend their time in BLAS and zlib with the GIL released, the
-    cost is taken while the main thread only waits for them.
-    """
-
-    def work() -> None:
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
-        from PIL import Image  # noqa: F401
-
-        figure = Figure(figsize=(1, 1), dpi=50)
-        FigureCanvasAgg(figure)
-        figure.text(0.5, 0.5, LOG10_LABEL)
-        figure.canvas.draw()
-
-    thread = threading.Thread(target=work, name="plot-warm-up", daemon=True)
-    thread.start()
-    return thread
-
-
-def _write_png(rgb: np.ndarray, path: str | os.PathLike, dpi: int) -> None:
-    from PIL import Image
-
-    with atomic_path(path) as tmp:
-        Image.fromarray(rgb, "RGB").save(tmp, format="png", dpi=(dpi, dpi), compress_level=PNG_COMPRESS_LEVEL)
-
-
 class _Frame:
-    """A figure whose static part (axes, ticks, labels) is drawn once; ``animated`` artists are drawn per
-    plot over a copy of it.
+    """A plot's static part (axes, ticks, labels; fixed x and y ranges) drawn once; each plot copies it.
 
     Args:
         size: inches (width, height); margins: inches (left, bottom, right, top) around the axes.
     """
 
-    def __init__(self, size: tuple[float, float], dpi: int, margins: tuple[float, float, float, float]):
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
-
+    def __init__(
+        self,
+        size: tuple[float, float],
+        dpi: int,
+        margins: tuple[float, float, float, float],
+        xlim: tuple[float, float],
+        ylim: tuple[float, float],
+    ):
         self.dpi = dpi
-        self.figure = Figure(figsize=size, dpi=dpi)
-        self.canvas = FigureCanvasAgg(self.figure)
-        left, bottom, right, top = margins
-        width, height = size
-        self.ax = self.figure.add_axes(
-            (left / width, bottom / height, 1 - (left + right) / width, 1 - (bottom + top) / height)
-        )
-        self.ax.title.set_animated(True)
-        self._background = None
+        width, height = round(size[0] * dpi), round(size[1] * dpi)
+        left, bottom, right, top = (round(m * dpi) for m in margins)
+        self.box = (left, top, width - right - 1, height - bottom - 1)  # axes: left, top, right, bottom
+        self.xlim, self.ylim = xlim, ylim
+        self.raster = Raster(width, height)
+        self.font = points_to_pixels(10, dpi)
 
     @property
     def pixels(self) -> tuple[int, int]:
         """(width, height) of the axes in pixels."""
-        box = self.ax.get_position()
-        w, h = self.figure.get_size_inches() * self.dpi
-        return max(1, int(round(box.width * w))), max(1, int(round(box.height * h)))
+        left, top, right, bottom = self.box
+        return right - left + 1, bottom - top + 1
 
-    def finish(self) -> None:
-        """Draw the static part once (call after adding every static artist)."""
-        self.canvas.draw()
-        self._background = self.canvas.copy_from_bbox(self.figure.bbox)
+    def to_pixels(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Data (x, y) → float pixel centres."""
+        left, top, right, bottom = self.box
+        (x0, x1), (y0, y1) = self.xlim, self.ylim
+        px = left + (np.asarray(x, dtype=np.float64) - x0) / (x1 - x0) * (right - left)
+        py = bottom - (np.asarray(y, dtype=np.float64) - y0) / (y1 - y0) * (bottom - top)
+        return px, py
 
-    def render(self, artists: list, writer: PngWriter | None, path: str | os.PathLike) -> None:
-        """Restore the static part, draw ``artists`` (and the title) over it and write the PNG."""
-        self.canvas.restore_region(self._background)
-        for artist in [*artists, self.ax.title]:
-            self.ax.draw_artist(artist)
-        rgb = np.array(self.canvas.buffer_rgba())[:, :, :3]  # a copy: the next plot reuses the canvas
+    def axes(self, xticks: np.ndarray, xlabels: list[str], xsize: int, xlabel: str, ylabel: str) -> None:
+        """Left and bottom spines, y ticks at nice values, x ticks at ``xticks`` with ``xlabels``."""
+        left, top, right, bottom = self.box
+        raster, tick = self.raster, max(2, round(3.5 * self.dpi / 72))
+        raster.vline(left, top, bottom, 127)
+        raster.hline(bottom, left, right, 127)
+        for value in nice_ticks(self.ylim[1]):
+            _, y = self.to_pixels(np.array([self.xlim[0]]), np.array([value]))
+            row = int(round(y[0]))
+            raster.hline(row, left - tick, left - 1, 127)
+            raster.text(left - tick - 3, row, tick_label(value), self.font, anchor="rm")
+        xs, _ = self.to_pixels(np.asarray(xticks, dtype=np.float64), np.zeros(len(xticks)))
+        for x, label in zip(xs, xlabels, strict=True):
+            raster.vline(int(round(x)), bottom + 1, bottom + tick, 127)
+            raster.text(x, bottom + tick + 2, label, xsize, anchor="mt")
+        raster.text((left + right) / 2, raster.pixels.shape[0] - 4, xlabel, self.font, anchor="md")
+        raster.text(6, (top + bottom) / 2, ylabel, self.font, anchor="mt", rotate=True)
+
+    def render(self, draw, title: str, writer: PngWriter | None, path: str | os.PathLike) -> None:
+        """Copy the static part, let ``draw(raster)`` add the plot's marks, add the title, write the PNG."""
+        raster = self.raster.copy()
+        draw(raster)
+        left, top, right, _ = self.box
+        raster.text((left + right) / 2, top - 6, title, self.font, anchor="md")
         if writer is None:
-            _write_png(rgb, path, self.dpi)
+            write_png(raster.pixels, path, self.dpi)
         else:
-            writer.submit(rgb, path, self.dpi)
+            writer.submit(raster.pixels, path, self.dpi)
 
 
 class ManhattanPlotter:
@@ -295,28 +285,16 @@ class ManhattanPlotter:
         self.thin_below, self.size, self.dpi = thin_below, size, dpi
         pad = 0.005 * (float(np.ptp(self.x)) if self.x.size else 1.0)
         self.xlim = (self.x.min(initial=0.0) - pad, self.x.max(initial=1.0) + pad)
-        self._frames: dict[float, tuple[_Frame, list]] = {}
+        self._frames: dict[float, _Frame] = {}
 
-    def _frame(self, top: float) -> tuple[_Frame, list]:
+    def _frame(self, top: float) -> _Frame:
         if top in self._frames:
             return self._frames[top]
-        frame = _Frame(self.size, self.dpi, margins=(0.7, 0.55, 0.15, 0.35))
-        ax = frame.ax
+        frame = _Frame(self.size, self.dpi, (0.7, 0.55, 0.15, 0.35), self.xlim, (0.0, top))
         labels = [n if len(self.names) < 30 or k % 2 == 0 else "" for k, n in enumerate(self.names)]
-        ax.set_xticks(self.centres, labels, fontsize=7)
-        ax.set_xlim(*self.xlim)
-        ax.set_ylim(0, top)
-        ax.set_xlabel("chromosome")
-        ax.set_ylabel(LOG10_LABEL)
-        ax.spines[["top", "right"]].set_visible(False)
-        points = [
-            ax.plot([], [], ls="", marker="o", ms=1.6, mew=0, color=colour, animated=True)[0]
-            for colour in COLORS
-        ]
-        line = ax.axhline(self.line, color="#c0392b", ls="--", lw=0.8, animated=True)
-        frame.finish()
-        self._frames[top] = (frame, [*points, line])
-        return self._frames[top]
+        frame.axes(self.centres, labels, points_to_pixels(7, self.dpi), "chromosome", LOG10_LABEL)
+        self._frames[top] = frame
+        return frame
 
     def plot(
         self, log10_p: np.ndarray, path: str | os.PathLike, title: str = "", writer: PngWriter | None = None
@@ -326,15 +304,23 @@ class ManhattanPlotter:
         finite_max = np.nanmax(np.where(np.isinf(log10p), np.nan, log10p), initial=0.0)
         log10p = np.where(np.isposinf(log10p), finite_max, log10p)  # P = 0 without LOG10_P: top of the plot
         top = _shared_top(nice_top(max(finite_max, self.line) * 1.08 + 0.5), list(self._frames))
-        frame, artists = self._frame(top)
+        frame = self._frame(top)
         width, height = frame.pixels
         bins = (width, max(1, math.ceil(height * self.thin_below / top)))
         drawn = thin_points(self.x, log10p, self.thin_below, bins, x_range=self.xlim)
-        for parity, points in enumerate(artists[:2]):
-            sel = drawn[self.rank[drawn] % 2 == parity]
-            points.set_data(self.x[sel], log10p[sel])
-        frame.ax.set_title(title, fontsize=10)
-        frame.render(artists, writer, path)
+        radius = 0.8 * self.dpi / 72  # 1.6 pt across
+
+        def draw(raster: Raster) -> None:
+            for parity in (0, 1):
+                sel = drawn[self.rank[drawn] % 2 == parity]
+                px, py = frame.to_pixels(self.x[sel], log10p[sel])
+                raster.disks(px, py, radius, INDEX[f"point{parity}"], frame.box)
+            _, line = frame.to_pixels(np.zeros(1), np.array([self.line]))
+            left, _, right, _ = frame.box
+            dash = (round(3.7 * self.dpi / 72), round(1.6 * self.dpi / 72))
+            raster.hline(int(round(line[0])), left + 1, right, INDEX["line"], width=2, dash=dash)
+
+        frame.render(draw, title, writer, path)
         return int(drawn.size)
 
 
@@ -399,26 +385,26 @@ class QQPlotter:
         dpi: int = 150,
     ):
         self.ci, self.thin_below, self.size, self.dpi = ci, thin_below, size, dpi
-        self._frames: dict[tuple[int, float], tuple[_Frame, list, dict]] = {}
+        self._frames: dict[tuple[int, float], tuple[_Frame, dict]] = {}
 
-    def _frame(self, m: int, top: float) -> tuple[_Frame, list, dict]:
+    def _frame(self, m: int, top: float) -> tuple[_Frame, dict]:
         if (m, top) in self._frames:
             return self._frames[(m, top)]
-        frame = _Frame(self.size, self.dpi, margins=(0.7, 0.55, 0.15, 0.35))
-        ax = frame.ax
         coords = qq_coordinates(np.zeros(m), self.ci)  # expected values and band depend on m only
-        ax.fill_between(coords["band_x"], coords["band_low"], coords["band_high"], color="#dddddd", lw=0)
         diagonal = coords["expected"].max(initial=1.0)
-        ax.plot([0, diagonal], [0, diagonal], color="#c0392b", lw=0.8)
-        ax.set_xlim(0, diagonal * 1.02)
-        ax.set_ylim(0, top)
-        ax.set_xlabel(f"expected {LOG10_LABEL}")
-        ax.set_ylabel(f"observed {LOG10_LABEL}")
-        ax.spines[["top", "right"]].set_visible(False)
-        points = ax.plot([], [], ls="", marker="o", ms=2, mew=0, color=COLORS[0], animated=True)[0]
-        label = ax.text(0.04, 0.94, "", transform=ax.transAxes, va="top", animated=True)
-        frame.finish()
-        self._frames[(m, top)] = (frame, [points, label], coords)
+        frame = _Frame(self.size, self.dpi, (0.7, 0.55, 0.15, 0.35), (0.0, diagonal * 1.02), (0.0, top))
+        bx, low = frame.to_pixels(coords["band_x"], coords["band_low"])
+        _, high = frame.to_pixels(coords["band_x"], coords["band_high"])
+        if bx.size:
+            frame.raster.polygon(
+                np.column_stack([np.r_[bx, bx[::-1]], np.r_[low, high[::-1]]]), INDEX["band"]
+            )
+        ends = np.column_stack(frame.to_pixels(np.array([0.0, diagonal]), np.array([0.0, diagonal])))
+        frame.raster.line(ends, INDEX["line"], width=max(1, round(0.8 * self.dpi / 72)))
+        xticks = nice_ticks(diagonal * 1.02)
+        frame.axes(xticks, [tick_label(v) for v in xticks], frame.font, f"expected {LOG10_LABEL}",
+                   f"observed {LOG10_LABEL}")  # fmt: skip
+        self._frames[(m, top)] = (frame, coords)
         return self._frames[(m, top)]
 
     def plot(
@@ -436,15 +422,20 @@ class QQPlotter:
         expected_max = -math.log10(0.5 / m) if m else 1.0
         own = nice_top(max(observed.max(initial=1.0), expected_max) * 1.05)
         top = _shared_top(own, [t for size, t in self._frames if size == m])
-        frame, (points, label), coords = self._frame(m, top)
+        frame, coords = self._frame(m, top)
         expected = coords["expected"]
         width, height = frame.pixels
         bins = (width, max(1, math.ceil(height * self.thin_below / top)))
-        drawn = thin_points(expected, observed, self.thin_below, bins, x_range=frame.ax.get_xlim())
-        points.set_data(expected[drawn], observed[drawn])
-        label.set_text(f"λ_GC = {lam:.3f}")
-        frame.ax.set_title(title, fontsize=10)
-        frame.render([points, label], writer, path)
+        drawn = thin_points(expected, observed, self.thin_below, bins, x_range=frame.xlim)
+
+        def draw(raster: Raster) -> None:
+            px, py = frame.to_pixels(expected[drawn], observed[drawn])
+            raster.disks(px, py, 1.0 * self.dpi / 72, INDEX["point0"], frame.box)  # 2 pt across
+            left, top_pixel, right, bottom = frame.box
+            raster.text(left + 0.04 * (right - left), top_pixel + 0.06 * (bottom - top_pixel),
+                        f"λ_GC = {lam:.3f}", frame.font, anchor="lt")  # fmt: skip
+
+        frame.render(draw, title, writer, path)
         return lam
 
 

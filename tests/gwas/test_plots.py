@@ -12,6 +12,7 @@ import pytest
 from scipy import stats
 
 from gwas.plots import (
+    COLORS,
     ManhattanPlotter,
     PngWriter,
     QQPlotter,
@@ -23,6 +24,7 @@ from gwas.plots import (
     qq_coordinates,
     thin_points,
 )
+from gwas.raster import NAMED
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -51,8 +53,30 @@ def test_manhattan_png(tmp_path):
     drawn = manhattan(table, tmp_path / "m.png", title="feature 0")
     width, height = png_size(tmp_path / "m.png")
     assert (width, height) == (1800, 675)
-    assert (tmp_path / "m.png").stat().st_size > 20_000
+    pixels = _pixels(tmp_path / "m.png").reshape(-1, 3)
+    for colour in (*COLORS, NAMED["line"]):  # both chromosome colours and the genome-wide line are drawn
+        assert (pixels == _rgb(colour)).all(axis=1).sum() > 1_000
+    grey = (pixels[:, 0] == pixels[:, 1]) & (pixels[:, 1] == pixels[:, 2]) & (pixels[:, 0] < 128)
+    assert grey.sum() > 1_000  # axes, ticks and (anti-aliased) text
     assert (table["LOG10_P"] > 2).sum() <= drawn < len(table) // 2
+
+
+def _rgb(colour: str) -> np.ndarray:
+    return np.array([int(colour[i : i + 2], 16) for i in (1, 3, 5)], dtype=np.uint8)
+
+
+def test_points_land_where_their_values_say(tmp_path):
+    """A lone strong point is drawn at its (position, LOG10_P) pixel, in its chromosome's colour."""
+    table = pd.DataFrame({"CHROM": ["1"] * 3 + ["2"] * 3, "POS": [1, 500, 1000] * 2,
+                          "LOG10_P": [0.5, 20.0, 0.5, 0.5, 0.5, 0.5]})  # fmt: skip
+    plotter = ManhattanPlotter(table)
+    plotter.plot(table["LOG10_P"].to_numpy(), tmp_path / "m.png", "")
+    frame = plotter._frames[30.0]  # 20 × 1.08 + 0.5 = 22.1 rounds up to 30
+    px, py = frame.to_pixels(plotter.x[1:2], np.array([20.0]))
+    pixels = _pixels(tmp_path / "m.png")
+    assert (pixels[int(round(py[0])), int(round(px[0]))] == _rgb(COLORS[0])).all()
+    px, py = frame.to_pixels(plotter.x[4:5], np.array([0.5]))
+    assert (pixels[int(round(py[0])), int(round(px[0]))] == _rgb(COLORS[1])).all()
 
 
 def test_manhattan_polars_with_phenotypes_and_p_only(tmp_path):
@@ -178,7 +202,7 @@ def test_million_point_plots_keep_every_significant_point(tmp_path):
     assert png_size(tmp_path / "m.png") == (1800, 675) and png_size(tmp_path / "q.png") == (750, 750)
     assert (y > 2).sum() <= drawn < m // 5
     assert lam == pytest.approx(1.0, abs=0.02)
-    frame, _ = next(iter(plotter._frames.values()))
+    frame = next(iter(plotter._frames.values()))
     width, height = frame.pixels
     top = next(iter(plotter._frames))
     bins = (width, int(np.ceil(height * 2.0 / top)))
