@@ -6,10 +6,11 @@ not one data set's:
 * ``acgt``: ``--dummy N M MISSING acgt``, 3 standard-normal covariates c0 c1 c2;
 * ``scalar``: ``--dummy N M MISSING scalar-pheno``, integer covariates age (40-69), sex (0/1), pc1 (-5..5).
 
-Both get P standard-normal phenotypes made here. Each setting runs plink2, then contig twice as separate
-processes: compute only (``--no-plots --no-clump``) and the default run (plots and loci, what a user gets);
-a setting with missing calls also runs contig compute only on the 0%-missing version of its data set at
-the same P, for the missing-path / complete-data ratio.
+Both get P standard-normal phenotypes made here. Each setting runs plink2 once, then contig as separate
+processes ``--repeat`` times in each of two modes, alternating: the default run (plots and loci, what a
+user gets) and compute only (``--no-plots --no-clump``); contig's times are the medians (the spread is
+printed: on a 2-core VM one run can be 20% off). A setting with missing calls also runs contig compute
+only on the 0%-missing version of its data set at the same P, for the missing-path / complete-data ratio.
 The table reports wall times, plink2 / compute, default / compute, the peak RSS of each contig run, and the
 largest |Δ LOG10_P| over rows both report (plink2 prints 6 significant digits, so Δ is bounded below by
 its rounding; "beyond print" subtracts what that rounding explains).
@@ -143,6 +144,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu", help="contig --device (cpu, cuda, auto)")
     parser.add_argument("--settings", default=DEFAULT_SETTINGS, help="dataset:missing:P:mode,...")
     parser.add_argument("--skip-plink2", action="store_true")
+    parser.add_argument("--repeat", type=int, default=3, help="contig runs per mode (median reported)")
     parser.add_argument("--workdir", default=None, help="keep data here (default: a temporary folder)")
     args = parser.parse_args()
     n = args.n or (2_000 if args.small else 10_000)
@@ -166,27 +168,45 @@ def main() -> None:
                  "--out", str(folder / "plink2")],
                 folder, args.threads,
             )  # fmt: skip
-        default_s, default_rss = _contig(prefix, pheno, covar, mode, args, folder / f"{OUT}-default", [])
-        compute_s, compute_rss = _contig(
-            prefix, pheno, covar, mode, args, folder / OUT, ["--no-plots", "--no-clump"]
-        )
+        default_runs, compute_runs = [], []
+        for _ in range(args.repeat):  # alternating, so that drift of the machine hits both modes alike
+            default_runs.append(_contig(prefix, pheno, covar, mode, args, folder / f"{OUT}-default", []))
+            compute_runs.append(
+                _contig(prefix, pheno, covar, mode, args, folder / OUT, ["--no-plots", "--no-clump"])
+            )
+        (default_s, default_rss), (compute_s, compute_rss) = _median(default_runs), _median(compute_runs)
+        spread = [
+            f"{min(w for w, _ in runs):.1f}-{max(w for w, _ in runs):.1f}"
+            for runs in (compute_runs, default_runs)
+        ]
         delta, excess = _max_delta(folder, n_pheno) if np.isfinite(plink_s) else (float("nan"),) * 2
         complete_s = float("nan")
         if missing > 0:  # the same P on the complete-data version of this data set, contig compute only
             complete = _make_data(folder, dataset, n, m, 0.0, n_pheno)
-            complete_s, _ = _contig(
-                *complete, mode, args, folder / f"{OUT}-complete", ["--no-plots", "--no-clump"]
+            complete_s, _ = _median(
+                [
+                    _contig(*complete, mode, args, folder / f"{OUT}-complete", ["--no-plots", "--no-clump"])
+                    for _ in range(args.repeat)
+                ]
             )
         rows.append(
             (dataset, missing, n_pheno, mode, plink_s, compute_s, default_s, compute_rss, default_rss, delta,
-             excess, complete_s)
+             excess, complete_s, spread)
         )  # fmt: skip
         print(f"done: {setting}", file=sys.stderr)
     _print_table(rows, n, m, args)
 
 
+def _median(runs: list[tuple[float, float]]) -> tuple[float, float]:
+    """(median wall s, peak RSS MB of that run) of repeated runs."""
+    return sorted(runs)[(len(runs) - 1) // 2]
+
+
 def _print_table(rows: list[tuple], n: int, m: int, args) -> None:
-    print(f"\nN={n} M={m} threads={args.threads} device={args.device}; times are wall seconds of one process")
+    print(
+        f"\nN={n} M={m} threads={args.threads} device={args.device}; wall seconds of one process (contig: "
+        f"median of {args.repeat})"
+    )
     header = (
         f"{'data':<7}{'setting':<22}{'plink2':>8}{'compute':>9}{'ratio':>8}{'goal':>6}{'default':>9}"
         f"{'def/comp':>9}{'RSS comp':>9}{'RSS def':>8}{'max|ΔLOG10_P|':>15}{'beyond print':>13}"
@@ -205,13 +225,14 @@ def _print_table(rows: list[tuple], n: int, m: int, args) -> None:
         delta,
         excess,
         _,
+        spread,
     ) in rows:
         name = f"{missing:.0%} missing, P={n_pheno}, {mode}"
         goal = f"{GOALS[n_pheno]:.0f}x" if n_pheno in GOALS and mode == "drop" else "-"
         print(
             f"{dataset:<7}{name:<22}{plink_s:>8.1f}{compute_s:>9.1f}{plink_s / compute_s:>7.1f}x{goal:>6}"
             f"{default_s:>9.1f}{default_s / compute_s:>8.2f}x{rss_c:>9.0f}{rss_d:>8.0f}{delta:>15.2e}"
-            f"{excess:>13.2e}"
+            f"{excess:>13.2e}  runs: compute {spread[0]} s, default {spread[1]} s"
         )
     print(
         "ratio: plink2 / contig compute only (--no-plots --no-clump); def/comp: contig default / compute only"
@@ -219,7 +240,7 @@ def _print_table(rows: list[tuple], n: int, m: int, args) -> None:
     print("(goal ≤ 1.2x); RSS in MB (goal ≤ 1536); beyond print: the largest |Δ LOG10_P| left after")
     print("subtracting what rounding P to plink2's 6 printed significant digits can cause on that row")
     print("(≤ 0: equal to the last printed digit)")
-    for dataset, missing, n_pheno, mode, _, compute_s, *_, complete_s in rows:
+    for dataset, missing, n_pheno, mode, _, compute_s, *_, complete_s, _ in rows:
         if missing > 0:
             print(
                 f"{dataset}: {missing:.0%} missing {mode}, P={n_pheno}: compute {compute_s:.1f} s, "
