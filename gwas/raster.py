@@ -54,7 +54,12 @@ def font(pixels: int):
     from PIL import ImageFont
 
     path = _font_path()
-    return ImageFont.truetype(path, pixels) if path else ImageFont.load_default(pixels)
+    if path:
+        return ImageFont.truetype(path, pixels)
+    try:
+        return ImageFont.load_default(pixels)  # scalable from Pillow 10.1
+    except TypeError:
+        return ImageFont.load_default()
 
 
 def points_to_pixels(points: float, dpi: int) -> int:

@@ -246,3 +246,17 @@ def test_png_writer_reports_a_failed_write_and_does_not_mask_the_callers_error(t
     with PngWriter() as writer:
         writer.submit(pixels, tmp_path / "ok.png", 150)
     assert png_size(tmp_path / "ok.png") == (4, 4)
+
+
+def test_plots_draw_text_without_matplotlib_s_font_file(tmp_path, monkeypatch):
+    from gwas import raster
+
+    monkeypatch.setattr(raster, "_font_path", lambda: None)
+    raster.font.cache_clear()
+    try:
+        qq(np.random.default_rng(1).random(500), tmp_path / "q.png", title="fallback font")
+    finally:
+        raster.font.cache_clear()
+    pixels = _pixels(tmp_path / "q.png")
+    assert png_size(tmp_path / "q.png") == (750, 750)
+    assert (pixels[:44].max(axis=2) < 128).sum() > 20  # the title (rows above the top tick label)
