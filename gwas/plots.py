@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from gwas.clump import chrom_order_key
-from gwas.raster import INDEX, NAMED, Raster, nice_ticks, points_to_pixels, tick_label, write_png
+from gwas.raster import BLACK, INDEX, NAMED, Raster, nice_ticks, points_to_pixels, tick_label, write_png
 
 GENOME_WIDE_P = 5e-8
 CHI2_MEDIAN_1DF = 0.4549364231195724  # median of χ²(1) = scipy.special.chdtri(1, 0.5)
@@ -215,7 +215,7 @@ class _Frame:
         left, bottom, right, top = (round(m * dpi) for m in margins)
         self.box = (left, top, width - right - 1, height - bottom - 1)  # axes: left, top, right, bottom
         self.xlim, self.ylim = xlim, ylim
-        self.raster = Raster(width, height)
+        self.raster = Raster.blank(width, height)
         self.font = points_to_pixels(10, dpi)
 
     @property
@@ -236,16 +236,16 @@ class _Frame:
         """Left and bottom spines, y ticks at nice values, x ticks at ``xticks`` with ``xlabels``."""
         left, top, right, bottom = self.box
         raster, tick = self.raster, max(2, round(3.5 * self.dpi / 72))
-        raster.vline(left, top, bottom, 127)
-        raster.hline(bottom, left, right, 127)
+        raster.vline(left, top, bottom, BLACK)
+        raster.hline(bottom, left, right, BLACK)
         for value in nice_ticks(self.ylim[1]):
             _, y = self.to_pixels(np.array([self.xlim[0]]), np.array([value]))
             row = int(round(y[0]))
-            raster.hline(row, left - tick, left - 1, 127)
+            raster.hline(row, left - tick, left - 1, BLACK)
             raster.text(left - tick - 3, row, tick_label(value), self.font, anchor="rm")
         xs, _ = self.to_pixels(np.asarray(xticks, dtype=np.float64), np.zeros(len(xticks)))
         for x, label in zip(xs, xlabels, strict=True):
-            raster.vline(int(round(x)), bottom + 1, bottom + tick, 127)
+            raster.vline(int(round(x)), bottom + 1, bottom + tick, BLACK)
             raster.text(x, bottom + tick + 2, label, xsize, anchor="mt")
         raster.text((left + right) / 2, raster.pixels.shape[0] - 4, xlabel, self.font, anchor="md")
         raster.text(6, (top + bottom) / 2, ylabel, self.font, anchor="mt", rotate=True)

@@ -26,7 +26,8 @@ PNG_COMPRESS_LEVEL = 3  # zlib level: 6 (the default) doubles the encoding time 
 GREYS = 128  # palette indices 0..127: white to black, for anti-aliased text on white
 
 
-def _hex(colour: str) -> tuple[int, int, int]:
+def hex_rgb(colour: str) -> tuple[int, int, int]:
+    """ "#rrggbb" → (r, g, b)."""
     return int(colour[1:3], 16), int(colour[3:5], 16), int(colour[5:7], 16)
 
 
@@ -35,7 +36,7 @@ NAMED = {"point0": "#1f4e79", "point1": "#6baed6", "line": "#c0392b", "band": "#
 INDEX = {name: GREYS + k for k, name in enumerate(NAMED)}
 WHITE, BLACK = 0, GREYS - 1
 PALETTE = np.array(
-    [[255 - round(255 * k / (GREYS - 1))] * 3 for k in range(GREYS)] + [_hex(c) for c in NAMED.values()],
+    [[255 - round(255 * k / (GREYS - 1))] * 3 for k in range(GREYS)] + [hex_rgb(c) for c in NAMED.values()],
     dtype=np.uint8,
 )
 
@@ -68,15 +69,17 @@ def points_to_pixels(points: float, dpi: int) -> int:
 
 
 class Raster:
-    """(height, width) palette-index image; ``pixels`` is the array itself."""
+    """A palette-index image; ``pixels`` (height, width) uint8 is the array itself."""
 
-    def __init__(self, width: int, height: int):
-        self.pixels = np.full((height, width), WHITE, dtype=np.uint8)
+    def __init__(self, pixels: np.ndarray):
+        self.pixels = pixels
+
+    @classmethod
+    def blank(cls, width: int, height: int) -> Raster:
+        return cls(np.full((height, width), WHITE, dtype=np.uint8))
 
     def copy(self) -> Raster:
-        out = Raster.__new__(Raster)
-        out.pixels = self.pixels.copy()
-        return out
+        return Raster(self.pixels.copy())
 
     def text(
         self, x: float, y: float, text: str, size: int, anchor: str = "mm", rotate: bool = False
@@ -134,18 +137,18 @@ class Raster:
 
     def polygon(self, xy: np.ndarray, index: int) -> None:
         """Filled polygon of (k, 2) pixel vertices."""
-        from PIL import Image, ImageDraw
-
-        image = Image.fromarray(self.pixels, "L")  # a copy PIL may draw into
-        ImageDraw.Draw(image).polygon([tuple(p) for p in np.asarray(xy, dtype=float)], fill=index)
-        self.pixels = np.array(image)
+        self._draw(lambda draw, points: draw.polygon(points, fill=index), xy)
 
     def line(self, xy: np.ndarray, index: int, width: int = 1) -> None:
         """Polyline through (k, 2) pixel vertices."""
+        self._draw(lambda draw, points: draw.line(points, fill=index, width=width), xy)
+
+    def _draw(self, shape, xy: np.ndarray) -> None:
+        """Let PIL's ImageDraw draw ``shape(draw, points)`` into the indices (static frames only: a copy)."""
         from PIL import Image, ImageDraw
 
         image = Image.fromarray(self.pixels, "L")
-        ImageDraw.Draw(image).line([tuple(p) for p in np.asarray(xy, dtype=float)], fill=index, width=width)
+        shape(ImageDraw.Draw(image), [tuple(p) for p in np.asarray(xy, dtype=float)])
         self.pixels = np.array(image)
 
     def disks(self, x: np.ndarray, y: np.ndarray, radius: float, index: int, clip: tuple[int, int, int, int]):

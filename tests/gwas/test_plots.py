@@ -24,7 +24,7 @@ from gwas.plots import (
     qq_coordinates,
     thin_points,
 )
-from gwas.raster import NAMED
+from gwas.raster import NAMED, hex_rgb
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -62,7 +62,7 @@ def test_manhattan_png(tmp_path):
 
 
 def _rgb(colour: str) -> np.ndarray:
-    return np.array([int(colour[i : i + 2], 16) for i in (1, 3, 5)], dtype=np.uint8)
+    return np.array(hex_rgb(colour), dtype=np.uint8)
 
 
 def test_points_land_where_their_values_say(tmp_path):
